@@ -20,21 +20,24 @@ GRAD_NORM_D_LAYER = "grad_norm_d/"
 # D's output. For a critic it is taken with respect to the raw score.
 LOGIT_GRAD_G = "logit_grad_g"
 
-D_REAL = "d_real"        # mean D(x): a probability, or a raw score for a critic
+# For d_output "logits" and "probs" these are probabilities (after the sigmoid);
+# for a critic they are raw scores.
+D_REAL = "d_real"        # mean D(x)
 D_FAKE = "d_fake"        # mean D(G(z)) in the D step
 D_FAKE_G = "d_fake_g"    # mean D(G(z)) in the G step
-D_ACC = "d_acc"          # share of real and fake samples D classifies right
+D_ACC = "d_acc"          # share of real and fake samples D classifies right (a critic's
+                         # threshold is the midpoint of its mean real and fake scores)
 D_STEPS = "d_steps"      # D updates in this iteration
 
 SKIPPED_G = "skipped_g"  # 1 when a GradScaler skipped this G step for inf/NaN
 SKIPPED_D = "skipped_d"  # D steps skipped by a GradScaler in this iteration
-NONFINITE = "nonfinite"  # 1 when a loss or gradient was NaN/Inf on an unskipped step
+NONFINITE = "nonfinite"  # 1 when a loss or gradient was NaN/Inf on an unskipped step; on every row
 
-# Implementation-mistake signals (see detectors/mistakes.py)
+# Implementation-mistake signals (each read by its own module in detectors/)
 G_HAS_GRAD = "g_has_grad"            # 0 when G received no gradient at all
 D_OUT_MIN = "d_out_min"              # min / max raw D output seen this iteration
 D_OUT_MAX = "d_out_max"
-D_PROB_SATURATED = "d_prob_saturated"  # share of probabilities exactly 0 or 1
+D_PROB_SATURATED = "d_prob_saturated"  # share of probabilities exactly 0 or 1 (probs and logits, not critics)
 D_MOVED_IN_G_STEP = "d_moved_in_g_step"  # 1 when D's weights changed with no D step between
 
 DIV_PREFIX = "div/"

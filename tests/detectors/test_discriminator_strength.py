@@ -1,0 +1,94 @@
+import numpy as np
+import pandas as pd
+
+from gandiag import schema as S
+from gandiag.detectors.discriminator_strength import DiscriminatorTooStrong, DiscriminatorTooWeak
+
+T = np.arange(1000)
+
+
+def _noise(seed, scale):
+    return scale * np.random.default_rng(seed).normal(size=T.size)
+
+
+def _strong(m, from_step, fake=0.005):
+    m[S.D_ACC][from_step:] = np.clip(0.997 + _noise(1, 0.003)[from_step:], 0, 1)
+    m[S.D_FAKE][from_step:] = fake
+    m[S.D_REAL][from_step:] = 0.99
+    return m
+
+
+def _at_chance(m, from_step):
+    m[S.D_ACC][from_step:] = 0.5 + _noise(2, 0.02)[from_step:]
+    m[S.D_REAL][from_step:] = 0.5 + _noise(3, 0.01)[from_step:]
+    m[S.D_FAKE][from_step:] = 0.5 + _noise(4, 0.01)[from_step:]
+    return m
+
+
+def _quality(m, hq):
+    share = m[S.DIV_HQ_SHARE]
+    share[share.index >= 300] = hq
+    m[S.DIV_PRECISION][m[S.DIV_PRECISION].index >= 300] = hq
+    return m
+
+
+class TestTooStrong:
+    def test_fires_on_near_perfect_separation(self, make_run, healthy):
+        (f,) = DiscriminatorTooStrong().detect(make_run(_strong(healthy(0), 300)))
+        assert f.kind == "discriminator_too_strong" and f.severity == "warning"
+        assert 295 <= f.start_step <= 310 and f.end_step == 999
+        assert f.evidence["d_fake_median"] == 0.005 and f.evidence["min_accuracy"] == 0.99
+
+    def test_needs_saturated_fake_probabilities(self, make_run, healthy):
+        assert DiscriminatorTooStrong().detect(make_run(_strong(healthy(0), 300, fake=0.2))) == []
+
+    def test_a_critic_is_judged_on_accuracy_alone(self, make_run, healthy):
+        m = _strong(healthy(0), 300, fake=-40.0)
+        (f,) = DiscriminatorTooStrong().detect(make_run(m, {"d_output": "critic"}))
+        assert "d_fake_median" not in f.evidence
+
+    def test_a_brief_early_win_does_not_fire(self, make_run, healthy):
+        m = _strong(healthy(0), 0)
+        fresh = healthy(0)
+        for name in (S.D_ACC, S.D_FAKE, S.D_REAL):
+            m[name][60:] = fresh[name][60:]
+        assert DiscriminatorTooStrong().detect(make_run(m)) == []
+
+    def test_healthy_does_not_fire(self, make_run, healthy):
+        assert DiscriminatorTooStrong().detect(make_run(healthy(0))) == []
+
+
+class TestTooWeak:
+    def test_fires_when_d_is_at_chance_and_samples_are_bad(self, make_run, healthy):
+        m = _quality(_at_chance(healthy(0), 300), hq=0.2)
+        (f,) = DiscriminatorTooWeak().detect(make_run(m))
+        assert f.kind == "discriminator_too_weak" and f.severity == "warning"
+        assert 295 <= f.start_step <= 310 and f.end_step == 999
+        assert f.evidence[f"{S.DIV_HQ_SHARE}_median"] == 0.2
+
+    def test_a_healthy_converged_gan_does_not_fire(self, make_run, healthy):
+        m = _at_chance(healthy(0), 300)  # acc 0.5, D(x) = D(G(z)), hq_share 0.9
+        assert DiscriminatorTooWeak().detect(make_run(m)) == []
+
+    def test_without_quality_metrics_a_d_that_never_learned_is_info(self, make_run, healthy):
+        m = _at_chance(healthy(0), 0)
+        for name in (S.DIV_HQ_SHARE, S.DIV_PRECISION):
+            del m[name]
+        (f,) = DiscriminatorTooWeak().detect(make_run(m))
+        assert f.severity == "info" and f.start_step <= 5
+
+    def test_without_quality_metrics_chance_after_learning_is_not_enough(self, make_run, healthy):
+        m = _at_chance(healthy(0), 300)
+        for name in (S.DIV_HQ_SHARE, S.DIV_PRECISION):
+            del m[name]
+        assert DiscriminatorTooWeak().detect(make_run(m)) == []
+
+    def test_quality_evaluated_only_before_the_window_is_used(self, make_run, healthy):
+        m = _at_chance(healthy(0), 300)
+        del m[S.DIV_PRECISION]
+        m[S.DIV_HQ_SHARE] = pd.Series([0.9, 0.1], index=[100, 250])
+        (f,) = DiscriminatorTooWeak().detect(make_run(m))
+        assert f.evidence[f"{S.DIV_HQ_SHARE}_median"] == 0.1
+
+    def test_healthy_does_not_fire(self, make_run, healthy):
+        assert DiscriminatorTooWeak().detect(make_run(healthy(0))) == []

@@ -1,0 +1,47 @@
+import numpy as np
+
+from gandiag import schema as S
+from gandiag.detectors.output_mismatch import OutputMismatch
+
+T = np.arange(1000)
+RNG = np.random.default_rng(0)
+
+
+def _outputs(lo, hi):
+    return {S.D_OUT_MIN: np.asarray(lo, float), S.D_OUT_MAX: np.asarray(hi, float)}
+
+
+def test_sigmoid_applied_twice_fires(make_run):
+    run = make_run(_outputs(0.5 + 0.05 * RNG.random(1000), 0.73 - 0.05 * RNG.random(1000)))
+    (f,) = OutputMismatch().detect(run)
+    assert (f.kind, f.severity, f.start_step, f.end_step) == ("output_mismatch", "warning", 0, 999)
+    assert f.evidence["pattern"] == "sigmoid applied twice"
+
+
+def test_probabilities_declared_as_logits_fire(make_run):
+    (f,) = OutputMismatch().detect(make_run(_outputs(0.01 + 0.0 * T, 0.99 + 0.0 * T)))
+    assert f.evidence["pattern"] == "probabilities declared as logits"
+
+
+def test_double_sigmoid_under_probs_fires(make_run):
+    (f,) = OutputMismatch().detect(make_run(_outputs(np.full(1000, 0.51), np.full(1000, 0.72)), {"d_output": "probs"}))
+    assert f.evidence["pattern"] == "sigmoid applied twice"
+
+
+def test_healthy_logits_starting_small_do_not_fire(make_run):
+    spread = np.minimum(1 + T / 100, 6)  # within [-1, 1] early, then spreading out
+    assert OutputMismatch().detect(make_run(_outputs(-spread, spread))) == []
+    lo = np.where(T < 200, 0.1, -4.0)  # an early positive band, then a normal logit range
+    assert OutputMismatch().detect(make_run(_outputs(lo, np.where(T < 200, 0.9, 4.0)))) == []
+
+
+def test_probs_outside_unit_interval_are_critical(make_run):
+    lo = np.where(T >= 100, -2.0, 0.1)
+    (f,) = OutputMismatch().detect(make_run(_outputs(lo, np.full(1000, 0.9)), {"d_output": "probs"}))
+    assert (f.severity, f.start_step, f.end_step) == ("critical", 100, 999)
+
+
+def test_valid_probs_and_critics_do_not_fire(make_run):
+    probs = make_run(_outputs(np.full(1000, 0.02), np.full(1000, 0.98)), {"d_output": "probs"})
+    critic = make_run(_outputs(np.full(1000, 0.2), np.full(1000, 0.6)), {"d_output": "critic"})
+    assert OutputMismatch().detect(probs) == [] and OutputMismatch().detect(critic) == []
