@@ -1,0 +1,69 @@
+"""From run directories to findings and a report: what ``gandiag report`` does.
+
+Detectors read only what was recorded, so this works on any run directory:
+one made by ``gandiag run``, by a Monitor in your own loop, or one still being
+written.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from gandiag.detectors import DETECTORS, analyze
+from gandiag.rundir import META_FILE, Run, RunDirError, load_run, write_findings
+
+
+def find_run_dirs(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Expand each path: a run directory stays as it is; a folder of run
+    directories (a sweep made by ``gandiag run``) gives each run inside it.
+
+    Raises:
+        RunDirError: a path is missing, or holds no run directory.
+    """
+    if not paths:
+        raise RunDirError("Expected at least one run directory but got none")
+    found: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if not p.is_dir():
+            raise RunDirError(f"Expected a run directory but {str(p)!r} does not exist or is not a directory")
+        if (p / META_FILE).exists():
+            found.append(p)
+            continue
+        inner = sorted(c for c in p.iterdir() if (c / META_FILE).exists())
+        if not inner:
+            raise RunDirError(f"Expected a run directory (with {META_FILE}) or a folder of them but {str(p)!r} holds neither")
+        found.extend(inner)
+    return found
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Runs and their findings (as plain dicts, the findings.json form), in order."""
+
+    runs: list[Run]
+    findings: list[list[dict]]
+
+    def kinds(self) -> set[str]:
+        return {f["kind"] for fs in self.findings for f in fs}
+
+
+def analyze_runs(paths: Sequence[str | os.PathLike], *, write: bool = True) -> Analysis:
+    """Load every run, run every detector on it, and (by default) write its
+    ``findings.json``. All paths are read and checked before anything is written."""
+    runs = [load_run(p) for p in find_run_dirs(paths)]
+    findings = [[f.to_dict() for f in analyze(run)] for run in runs]
+    if write:
+        for run, fs in zip(runs, findings):
+            write_findings(run.path, fs)
+    return Analysis(runs=runs, findings=findings)
+
+
+def check_kinds(kinds: Sequence[str]) -> list[str]:
+    """Validate finding kinds named by a user (``--fail-on``)."""
+    bad = [k for k in kinds if k not in DETECTORS]
+    if bad:
+        raise ValueError(f"Expected finding kinds from {sorted(DETECTORS)} but got {bad}")
+    return list(kinds)

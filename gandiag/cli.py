@@ -1,0 +1,149 @@
+"""The command line: thin click commands over gandiag's public API.
+
+    gandiag run --loss all --data ring8,digits
+    gandiag report runs/<sweep>
+    gandiag report runs/<sweep> --json --fail-on divergence
+
+Results go to stdout, progress and errors to stderr. Every error is one line.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import click
+
+from gandiag.analysis import analyze_runs, check_kinds
+from gandiag.data import DATASETS, DataError
+from gandiag.detectors import DETECTORS
+from gandiag.losses import LOSSES
+from gandiag.report import text_summary, write_report
+from gandiag.rundir import RunDirError
+from gandiag.train import TrainConfig, sweep
+
+_DEFAULT = TrainConfig()
+
+
+class _Fail(click.ClickException):
+    """A one-line error: 'gandiag: error: ...' on stderr, exit status 2."""
+
+    exit_code = 2
+
+    def show(self, file=None):
+        click.echo(f"gandiag: error: {self.message}", err=True)
+
+
+def _split(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _losses(value: str) -> list[str]:
+    if value.strip() == "all":
+        return list(LOSSES)
+    names = _split(value)
+    bad = [n for n in names if n not in LOSSES]
+    if bad or not names:
+        raise _Fail(f"Expected --loss to be 'all' or names from {sorted(LOSSES)} but got {value!r}")
+    return names
+
+
+def _seeds(value: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in _split(value)]
+    except ValueError:
+        raise _Fail(f"Expected --seeds to be integers like '0,1,2' but got {value!r}") from None
+    if not seeds or any(s < 0 for s in seeds):
+        raise _Fail(f"Expected --seeds to be integers >= 0 but got {value!r}")
+    return seeds
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="gandiag")
+def main():
+    """Diagnose GAN training: train, record, detect, report."""
+
+
+@main.command()
+@click.option("--loss", default=_DEFAULT.loss, show_default=True,
+              help=f"A loss, a comma list, or 'all'. One of: {', '.join(LOSSES)}.")
+@click.option("--data", default=_DEFAULT.data, show_default=True,
+              help=f"A data set or a comma list: {', '.join(DATASETS)}, or a .npy/.npz file (N x D or N x H x W[x C]).")
+@click.option("--seeds", default=str(_DEFAULT.seed), show_default=True, help="Comma list of seeds; each is matched across losses.")
+@click.option("--steps", type=int, default=_DEFAULT.steps, show_default=True, help="Generator updates per run.")
+@click.option("--batch-size", type=int, default=_DEFAULT.batch_size, show_default=True)
+@click.option("--lr-g", type=float, default=_DEFAULT.lr_g, show_default=True)
+@click.option("--lr-d", type=float, default=_DEFAULT.lr_d, show_default=True)
+@click.option("--d-steps", type=int, default=_DEFAULT.d_steps, show_default=True, help="D updates per G update.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=_DEFAULT.device, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default="runs", show_default=True,
+              help="Parent folder; each invocation writes a new timestamped sweep folder inside it.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def run(loss, data, seeds, steps, batch_size, lr_g, lr_d, d_steps, device, out, quiet):
+    """Train small GANs under each loss variant with matched seeds, and analyse them."""
+    losses, seed_list, datasets = _losses(loss), _seeds(seeds), _split(data)
+    if not datasets:
+        raise _Fail(f"Expected --data to name a data set but got {data!r}")
+    try:
+        base = replace(_DEFAULT, steps=steps, batch_size=batch_size, lr_g=lr_g, lr_d=lr_d,
+                       d_steps=d_steps, device=device, loss=losses[0], seed=seed_list[0])
+        sweep_dir = Path(out) / time.strftime("%Y%m%d-%H%M%S")
+        result = sweep(losses, datasets, seed_list, base, sweep_dir, progress=not quiet)
+    except (ValueError, DataError, FileExistsError) as exc:
+        raise _Fail(str(exc)) from None
+    for rd in result.run_dirs:
+        click.echo(str(rd))
+    click.echo(f"sweep: {result.out}  (next: gandiag report {result.out})", err=True)
+
+
+@main.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="HTML file to write [default: reports/report-<time>.html].")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON instead of the text summary.")
+@click.option("--fail-on", default="", help="Exit with status 1 when any of these finding kinds (comma list) is present.")
+def report(run_dirs, out, as_json, fail_on):
+    """Analyse run directories (or sweep folders) and write one HTML report."""
+    try:
+        fail_kinds = check_kinds(_split(fail_on))
+        result = analyze_runs(run_dirs)
+    except (RunDirError, ValueError) as exc:
+        raise _Fail(str(exc)) from None
+    path = write_report(result.runs, result.findings, out=out,
+                        descriptions={k: cls.description for k, cls in DETECTORS.items()})
+    if as_json:
+        click.echo(json.dumps({str(r.path): fs for r, fs in zip(result.runs, result.findings)}, indent=2))
+    else:
+        click.echo(text_summary(result.runs, result.findings))
+    click.echo(f"report: {path}", err=True)
+    hit = sorted(set(fail_kinds) & result.kinds())
+    if hit:
+        click.echo(f"gandiag: failing on findings: {', '.join(hit)}", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--tier", type=click.Choice(["quick", "full"]), default="quick", show_default=True,
+              help="quick: the CI set (about 3 minutes); full: more seeds and settings.")
+@click.option("-o", "--out", type=click.Path(file_okay=False), required=True,
+              help="Folder for the scenario runs, zoo_results.json and zoo_report.md.")
+@click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True, help="Scenarios run in parallel.")
+@click.option("--reuse", is_flag=True, help="Keep scenario runs already recorded in --out; re-run only the detectors.")
+@click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON instead of the summary.")
+def zoo(tier, out, jobs, reuse, as_json):
+    """Run labelled healthy and pathological scenarios and score every finding kind."""
+    from gandiag.zoo import evaluate_zoo, text_summary
+
+    command = f"gandiag zoo --tier {tier} -o {out}" + (f" --jobs {jobs}" if jobs > 1 else "")
+    try:
+        summary = evaluate_zoo(tier, out, jobs=jobs, reuse=reuse, command=command)
+    except (ValueError, FileExistsError) as exc:
+        raise _Fail(str(exc)) from None
+    click.echo(json.dumps(summary["scores"], indent=2) if as_json else text_summary(summary))
+    click.echo(f"report: {Path(out) / 'zoo_report.md'}", err=True)
+
+
+if __name__ == "__main__":
+    main()
