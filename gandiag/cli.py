@@ -78,17 +78,19 @@ def main():
 @click.option("--lr-d", type=float, default=_DEFAULT.lr_d, show_default=True)
 @click.option("--d-steps", type=int, default=_DEFAULT.d_steps, show_default=True, help="D updates per G update.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=_DEFAULT.device, show_default=True)
+@click.option("--threads", type=int, default=_DEFAULT.threads, show_default=True,
+              help="CPU threads while training (small models train fastest on one).")
 @click.option("--out", type=click.Path(file_okay=False), default="runs", show_default=True,
               help="Parent folder; each invocation writes a new timestamped sweep folder inside it.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def run(loss, data, seeds, steps, batch_size, lr_g, lr_d, d_steps, device, out, quiet):
+def run(loss, data, seeds, steps, batch_size, lr_g, lr_d, d_steps, device, threads, out, quiet):
     """Train small GANs under each loss variant with matched seeds, and analyse them."""
     losses, seed_list, datasets = _losses(loss), _seeds(seeds), _split(data)
     if not datasets:
         raise _Fail(f"Expected --data to name a data set but got {data!r}")
     try:
         base = replace(_DEFAULT, steps=steps, batch_size=batch_size, lr_g=lr_g, lr_d=lr_d,
-                       d_steps=d_steps, device=device, loss=losses[0], seed=seed_list[0])
+                       d_steps=d_steps, device=device, threads=threads, loss=losses[0], seed=seed_list[0])
         sweep_dir = Path(out) / time.strftime("%Y%m%d-%H%M%S")
         result = sweep(losses, datasets, seed_list, base, sweep_dir, progress=not quiet)
     except (ValueError, DataError, FileExistsError) as exc:
