@@ -1,0 +1,70 @@
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from gandiag.cli import main
+
+
+@pytest.fixture
+def cli():
+    return CliRunner()
+
+
+def _one_line_error(result, phrase):
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gandiag: error: ") and phrase in lines[0], result.output
+
+
+@pytest.mark.parametrize("args,phrase", [
+    (["--loss", "foo"], "'minimax'"),
+    (["--data", "nope"], "'ring8'"),
+    (["--steps", "0"], "steps to be an integer >= 1 but got 0"),
+    (["--seeds", "a,b"], "Expected --seeds"),
+])
+def test_bad_run_input_is_one_line_and_writes_nothing(cli, tmp_path, args, phrase):
+    res = cli.invoke(main, ["run", "--out", str(tmp_path / "runs"), *args])
+    _one_line_error(res, phrase)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_wrong_shape_data_file_is_rejected(cli, tmp_path):
+    np.save(tmp_path / "bad.npy", np.zeros(10))
+    res = cli.invoke(main, ["run", "--data", str(tmp_path / "bad.npy"), "--out", str(tmp_path / "runs")])
+    _one_line_error(res, "Expected")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_report_rejects_missing_and_malformed_run_dirs(cli, tmp_path):
+    _one_line_error(cli.invoke(main, ["report", str(tmp_path / "missing")]), "does not exist")
+    (tmp_path / "empty").mkdir()
+    _one_line_error(cli.invoke(main, ["report", str(tmp_path / "empty")]), "holds neither")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "meta.json").write_text("{not json")
+    _one_line_error(cli.invoke(main, ["report", str(bad)]), "valid JSON")
+    _one_line_error(cli.invoke(main, ["report", str(bad), "--fail-on", "nonsense"]), "finding kinds")
+
+
+def test_run_then_report_end_to_end(cli, tmp_path):
+    res = cli.invoke(main, ["run", "--loss", "minimax,nonsaturating", "--data", "ring8", "--steps", "30",
+                            "--out", str(tmp_path / "runs"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    run_dirs = [l for l in res.stdout.splitlines() if l.strip()]
+    assert len(run_dirs) == 2 and all((tmp_path / "runs").glob("*/ring8-minimax-s0"))
+    sweep = str((tmp_path / "runs").iterdir().__next__())
+    out = tmp_path / "r.html"
+    rep = cli.invoke(main, ["report", sweep, "--out", str(out), "--json"])
+    assert rep.exit_code == 0, rep.output
+    data = json.loads(rep.stdout)
+    assert set(data) == set(run_dirs)
+    html = out.read_text()
+    assert "ring8-minimax-s0" in html and "data:image/png;base64," in html
+    # --fail-on: exit 1 exactly when a named kind is present
+    kinds = {f["kind"] for fs in data.values() for f in fs}
+    absent = next(k for k in ("output_mismatch", "generator_gets_no_gradient") if k not in kinds)
+    assert cli.invoke(main, ["report", sweep, "--out", str(out), "--fail-on", absent]).exit_code == 0
+    if kinds:
+        assert cli.invoke(main, ["report", sweep, "--out", str(out), "--fail-on", sorted(kinds)[0]]).exit_code == 1
