@@ -24,8 +24,14 @@ def test_vector_models_shapes():
     assert x.shape == (32, 2)
     assert d(x).shape == (32,)
     # hidden layers: depth Linear layers, then the output one
-    assert sum(1 for name, _ in g.named_parameters() if name.endswith("weight")) == 4
+    assert sum(1 for name, _ in g.named_parameters() if name.endswith("weight")) == ModelConfig().depth + 1
     assert "net.0.weight" in dict(d.named_parameters())
+
+
+def test_default_latent_follows_the_data():
+    assert build_models(load_dataset("ring8", n=64), ModelConfig())[0].latent_dim == 2
+    assert build_models(load_dataset("digits"), ModelConfig())[0].latent_dim == 16
+    assert build_models(load_dataset("ring8", n=64), ModelConfig(latent_dim=5))[0].latent_dim == 5
 
 
 def test_digit_models_are_conv_and_bounded():
@@ -51,7 +57,7 @@ def test_other_images_fall_back_to_bounded_mlps():
     ds = _image_dataset(1, 10, 10)
     g, d = build_models(ds, ModelConfig(width=32))
     assert isinstance(g, MLPGenerator) and isinstance(d, MLPDiscriminator)
-    x = g(10 * torch.randn(5, 16))
+    x = g(10 * torch.randn(5, g.latent_dim))
     assert x.shape == (5, 1, 10, 10) and x.abs().max() <= 1
     assert d(x).shape == (5,)
 
@@ -97,7 +103,7 @@ def test_config_validates(kwargs, match):
 
 def test_config_is_frozen_and_conv_width_follows_width():
     cfg = ModelConfig(width=40)
-    assert cfg.conv_width == 10 and ModelConfig(width=1).conv_width == 1
+    assert cfg.conv_width == 5 and ModelConfig(width=1).conv_width == 1
     with pytest.raises(AttributeError):
         cfg.width = 3
 
