@@ -125,12 +125,12 @@ def train(
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        return _train(config, run_dir, dataset, models, on_step)
+        return _train(config, run_dir, dataset, models, on_step, observer)
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def _train(config, run_dir, dataset, models, on_step) -> Path:
+def _train(config, run_dir, dataset, models, on_step, observer=None) -> Path:
     device = resolve_device(config.device)
     if dataset is None:
         dataset = load_dataset(config.data, seed=config.seed)
@@ -146,7 +146,7 @@ def _train(config, run_dir, dataset, models, on_step) -> Path:
     data_gen = torch.Generator().manual_seed(10_000 + config.seed)
     noise_gen = torch.Generator().manual_seed(20_000 + config.seed)
     gp_gen = torch.Generator().manual_seed(30_000 + config.seed)
-    latent = config.model.latent_dim
+    latent = G.latent_dim
     bs = config.batch_size
 
     def batch() -> torch.Tensor:
