@@ -209,6 +209,20 @@ def _comparison(runs: list[Run], per_run: list, anchors: list[str]) -> str:
 
 
 def _overlays(runs: list[Run]) -> str:
+    # One figure per data set: losses and diversity of ring8 and digits live on
+    # different scales, and comparing variants only makes sense on the same data.
+    by_data: dict[str, list[Run]] = {}
+    for run in runs:
+        by_data.setdefault(str(_config(run).get("data", "?")), []).append(run)
+    parts = [_overlay_figure(group, data if len(by_data) > 1 else None) for data, group in by_data.items()]
+    parts = [p for p in parts if p]
+    if not parts:
+        return ""
+    return (f"<section><h2>Across runs</h2><p class=\"meta\">Runs of one variant share a colour; seeds differ "
+            f"by line style. Per-step metrics are smoothed.</p>{''.join(parts)}</section>")
+
+
+def _overlay_figure(runs: list[Run], data: str | None) -> str:
     metrics = [m for m in OVERLAY_METRICS if any(len(r.series(m)) for r in runs)]
     if not metrics:
         return ""
@@ -225,8 +239,8 @@ def _overlays(runs: list[Run]) -> str:
                 ax.set_xlabel("")
     skipped = [m for m in OVERLAY_METRICS if m not in metrics]
     note = (f'<p class="meta">Not recorded in any run: {escape(", ".join(skipped))}</p>' if skipped else "")
-    return (f"<section><h2>Across runs</h2><p class=\"meta\">Runs of one variant share a colour; seeds differ "
-            f"by line style. Per-step metrics are smoothed.</p>{_img(fig, 'metrics across runs')}{note}</section>")
+    heading = f"<h3>{escape(data)}</h3>" if data is not None else ""
+    return f"{heading}{_img(fig, 'metrics across runs')}{note}"
 
 
 def _evidence(evidence: Mapping) -> str:
