@@ -167,7 +167,8 @@ def test_samples_first_middle_last(make_run, tmp_path):
 def test_overlays_are_drawn_per_data_set(make_run, tmp_path):
     runs = [make_run("a", data="ring8"), make_run("b", data="ring8", seed=1), make_run("c", data="digits", samples="images")]
     text = write_report(runs, [[], [], []], tmp_path / "r.html").read_text()
-    section = text[text.index("<h2>Across runs</h2>"):]
+    start = text.index("<h2>Across runs</h2>")
+    section = text[start:text.index("</section>", start)]
     assert section.count("<h3>") == 2 and "<h3>ring8</h3>" in section and "<h3>digits</h3>" in section
     single = write_report(runs[:2], [[], []], tmp_path / "s.html").read_text()
     assert "<h3>ring8</h3>" not in single  # one data set: no per-data headings
