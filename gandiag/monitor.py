@@ -9,12 +9,48 @@ Attach it to an existing loop with three calls::
     mon.generator_step(loss=loss_g, fake_out=d_fake_for_g, fake=fake)
     mon.close()
 
-Per step, everything is computed on the device and kept there; numbers reach the
-host only every ``flush_every`` steps, in one transfer, so a CUDA loop is not
-synchronised per step. Diversity and sample snapshots run on their own cadence.
+Per step the Monitor only reads what will be gone by the next step (the
+per-parameter gradient norms, in one fused ``_foreach_norm``, and the gradient
+reaching D's output) and keeps references to the rest; on every
+``fingerprint_every``-th G step it also takes a fingerprint of D's weights.
+Every ``flush_every`` steps it turns the buffered steps into metrics with a few
+batched reductions and moves them to the host in one transfer, so a CUDA loop
+is never synchronised per step. Diversity and sample snapshots run on their
+own cadence.
+
+Mixed precision: pass the ``torch.amp.GradScaler`` your loop uses as
+``grad_scaler=``. Gradient norms and the logit gradient are then recorded
+unscaled, and steps the scaler skips for inf/NaN gradients are recorded in
+``skipped_g``/``skipped_d`` instead of as divergence::
+
+    scaler.scale(loss_d).backward()
+    mon.discriminator_step(loss=loss_d, ...)   # the unscaled loss
+    scaler.step(opt_d); scaler.update()
+
+Calling ``scaler.unscale_(opt_d)`` before the Monitor call (to clip, say) is
+fine too: the scaler's per-optimizer state says the gradients are unscaled
+already. One scaler serves both networks, as in PyTorch's recipe for several
+optimizers. The scale is read from the scaler's device tensor, without a sync;
+an object that only has GradScaler's methods is asked ``get_scale()`` instead,
+which reads the host.
+
+Gradient accumulation: call each step method once, after the last micro-batch's
+backward. Norms are those of the accumulated ``.grad``. Divide each micro-batch
+loss by the number of micro-batches (so the accumulated gradient is that of the
+full-batch mean loss) and pass their sum as ``loss=``; the logit gradient is
+then the per-sample mean over the full batch. ``fake_out=`` may be the
+concatenation of the micro-batches' outputs.
+
+DistributedDataParallel: create the Monitor on every rank after
+``torch.distributed.init_process_group``, with the same arguments, and call it
+on every rank, the same number of times (including ``close()``). Each flush
+all-gathers the buffered rows in one collective: means across ranks, min/max
+for ``d_out_min``/``d_out_max``, the worst rank for flags. Only rank 0 touches
+the file system (run directory, lock, samples) and computes diversity.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import weakref
@@ -28,8 +64,13 @@ import torch
 from torch import Tensor, nn
 
 from gandiag import schema as S
-from gandiag.metrics.gradients import GradNorms, params_fingerprint
+from gandiag.metrics.gradients import GradNorms
 from gandiag.rundir import LOCK_FILE, RunWriter
+
+try:
+    import fcntl
+except ImportError:  # Windows: fall back to a pid file without an OS lock
+    fcntl = None
 
 
 class MonitorUsageError(TypeError):
@@ -47,24 +88,36 @@ class MonitorConfig:
     n_snapshot: int = 512        # samples per snapshot (the report shows at most this many)
     n_real: int = 1000           # real samples kept as the diversity reference in a user's loop
     layer_norms: bool = True     # per-layer norms cost nothing extra: they come from the same fused reduction
+    # D's weights are compared across every fingerprint_every-th G step: a shared
+    # optimizer moves D on every G step, so sampling loses nothing and saves two
+    # reads of all of D's weights on the other steps.
+    fingerprint_every: int = 5
 
     def __post_init__(self):
-        for name in ("flush_every", "diversity_every", "n_eval", "samples_every", "n_snapshot", "n_real"):
+        for name in ("flush_every", "diversity_every", "n_eval", "samples_every", "n_snapshot", "n_real",
+                     "fingerprint_every"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"Expected MonitorConfig.{name} to be an int >= 1 but got {v!r}")
+        if not isinstance(self.layer_norms, bool):
+            raise ValueError(f"Expected MonitorConfig.layer_norms to be a bool but got {self.layer_norms!r}")
 
 
-# Column layouts of the per-step device vectors. Aggregation over the D steps of
-# one iteration: mean, except where named below.
+# Column layouts of the per-row matrix built at each flush. Aggregation over the
+# D steps of one iteration: mean, except where named below.
 _D_COLS = (S.LOSS_D, S.GRAD_NORM_D, S.D_REAL, S.D_FAKE, S.D_ACC, S.D_OUT_MIN, S.D_OUT_MAX,
-           S.D_PROB_SATURATED, S.D_MOVED_IN_G_STEP, "_nonfinite_d")
-_D_MIN = (S.D_OUT_MIN,)
-_D_MAX = (S.D_OUT_MAX, S.D_MOVED_IN_G_STEP, "_nonfinite_d")
-_G_COLS = (S.LOSS_G, S.GRAD_NORM_G, S.LOGIT_GRAD_G, S.D_FAKE_G, S.G_HAS_GRAD, "_nonfinite_g")
+           S.D_PROB_SATURATED, S.D_MOVED_IN_G_STEP, S.SKIPPED_D, "_nonfinite_d")
+_D_MEAN = (S.LOSS_D, S.D_REAL, S.D_FAKE, S.D_ACC, S.D_PROB_SATURATED)
+_G_COLS = (S.LOSS_G, S.GRAD_NORM_G, S.LOGIT_GRAD_G, S.D_FAKE_G, S.G_HAS_GRAD, S.SKIPPED_G, "_nonfinite_g")
+# Across ranks (DDP): mean, except these. A flag is raised if any rank raised it;
+# g_has_grad is lowered if any rank lacked G's gradient.
+_RANK_MIN = (S.D_OUT_MIN, S.G_HAS_GRAD)
+_RANK_MAX = (S.D_OUT_MAX, S.D_MOVED_IN_G_STEP, S.SKIPPED_D, S.SKIPPED_G, S.D_STEPS, "_nonfinite_d", "_nonfinite_g")
 # Columns that are NaN by design when they cannot be measured (a critic has no
-# saturated probabilities; no hook fired; no G step yet to compare D against).
-_OPTIONAL = (S.D_PROB_SATURATED, S.D_MOVED_IN_G_STEP, S.LOGIT_GRAD_G)
+# saturated probabilities; no hook fired; D not compared on this step; no scaler).
+_OPTIONAL = (S.D_PROB_SATURATED, S.D_MOVED_IN_G_STEP, S.LOGIT_GRAD_G, S.SKIPPED_D, S.SKIPPED_G)
+
+_NAN = float("nan")
 
 
 def _check_tensor(name: str, value: Any, *, optional: bool = False) -> None:
@@ -74,12 +127,134 @@ def _check_tensor(name: str, value: Any, *, optional: bool = False) -> None:
         raise MonitorUsageError(f"Expected {name}= to be a torch.Tensor but got {type(value).__name__}")
 
 
-def _release_lock(path: Path) -> None:
-    try:
-        if path.read_text().strip() == str(os.getpid()):
-            path.unlink()
-    except OSError:
-        pass
+def _check_scalar(value: Any) -> None:
+    _check_tensor("loss", value)
+    if value.numel() != 1:
+        raise MonitorUsageError(f"Expected loss= to be a scalar tensor but got shape {tuple(value.shape)}")
+
+
+_SCALER_METHODS = ("scale", "unscale_", "step", "update", "get_scale")
+
+
+def _check_scaler(scaler: Any) -> None:
+    missing = [m for m in _SCALER_METHODS if not callable(getattr(scaler, m, None))]
+    if missing:
+        raise MonitorUsageError(
+            f"Expected grad_scaler= to be a torch.amp.GradScaler (or an object with its "
+            f"{'/'.join(_SCALER_METHODS)} methods) but got {type(scaler).__name__}"
+        )
+
+
+def check_arguments(generator: Any, discriminator: Any, run_dir: Any, d_output: Any, *, config: Any = None,
+                    evaluator: Any = None, grad_scaler: Any = None) -> None:
+    """Raise :class:`MonitorUsageError` for arguments a :class:`Monitor` cannot
+    use; integrations call it where they take the Monitor's arguments."""
+    for name, mod in (("generator", generator), ("discriminator", discriminator)):
+        if not isinstance(mod, nn.Module):
+            raise MonitorUsageError(f"Expected {name}= to be a torch.nn.Module but got {type(mod).__name__}")
+    if d_output not in S.D_OUTPUTS:
+        raise MonitorUsageError(f"Expected d_output in {S.D_OUTPUTS} but got {d_output!r}")
+    if config is not None and not isinstance(config, MonitorConfig):
+        raise MonitorUsageError(f"Expected config= to be a MonitorConfig but got {type(config).__name__}")
+    if run_dir is None or not isinstance(run_dir, (str, os.PathLike)):
+        raise MonitorUsageError(f"Expected run_dir= to be a path but got {type(run_dir).__name__}")
+    if evaluator is not None and not callable(evaluator):
+        raise MonitorUsageError(f"Expected evaluator= to be callable but got {type(evaluator).__name__}")
+    if grad_scaler is not None:
+        _check_scaler(grad_scaler)
+
+
+def _unwrap(module: nn.Module) -> nn.Module:
+    # DDP and DataParallel own the real network as .module; naming layers and
+    # hooking the forward on it keeps layer names free of the "module." prefix.
+    from torch.nn.parallel import DataParallel, DistributedDataParallel
+
+    while isinstance(module, (DataParallel, DistributedDataParallel)):
+        module = module.module
+    return module
+
+
+def _layer_index(module: nn.Module, norms: GradNorms) -> list[int]:
+    # The same grouping as GradNorms: a parameter belongs to the module that owns it.
+    names = [n for n, p in module.named_parameters() if p.requires_grad]
+    owners = [n.rsplit(".", 1)[0] if "." in n else n for n in names]
+    if sorted(set(owners)) != sorted(norms.layers):
+        raise AssertionError(f"layer grouping drifted from GradNorms: {owners} vs {norms.layers}")
+    return [norms.layers.index(o) for o in owners]
+
+
+# -- the run-directory lock ----------------------------------------------------
+class _Lock:
+    """An exclusive hold on a run directory, across threads and processes.
+
+    With ``fcntl`` the hold is an OS file lock, which the kernel drops when the
+    holding process dies, so a killed run never leaves the directory held. The
+    file names the holder's pid for the error message.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd: int | None = None
+        self._pid = os.getpid()
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if fcntl is None:
+            self._acquire_pid_file()
+            return
+        for _ in range(5):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                self._refuse()
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:  # the holder unlinked it between our open and our lock: try again
+                os.close(fd)
+                continue
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+            self._fd, self._pid = fd, os.getpid()
+            return
+        self._refuse()
+
+    def _acquire_pid_file(self) -> None:
+        if self.path.exists():
+            pid = self._holder()
+            if pid is not None and _pid_alive(pid):
+                self._refuse()
+        self.path.write_text(str(os.getpid()))
+
+    def _holder(self) -> int | None:
+        try:
+            return int(self.path.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def _refuse(self) -> None:
+        pid = self._holder()
+        who = f"process {pid}" if pid is not None else "another process"
+        raise MonitorUsageError(
+            f"Expected a run directory no live monitor holds but {self.path.parent} is held by {who}; "
+            "close that Monitor or choose another run_dir"
+        )
+
+    def release(self) -> None:
+        if fcntl is None:
+            if self._holder() == os.getpid():
+                self.path.unlink(missing_ok=True)
+            return
+        if self._fd is None or os.getpid() != self._pid:
+            return  # a forked child (a DataLoader worker, say) must not drop its parent's hold
+        try:
+            self.path.unlink(missing_ok=True)  # unlink while still holding, so no one locks a dead file
+        finally:
+            os.close(self._fd)
+            self._fd = None
 
 
 def _pid_alive(pid: int) -> bool:
@@ -92,6 +267,146 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+# -- what one step call keeps until the next flush -------------------------------
+class _DStep:
+    __slots__ = ("row", "norms", "scale", "loss", "real_out", "fake_out", "fp_before", "fp_now")
+
+    def __init__(self, row, norms, scale, loss, real_out, fake_out, fp_before, fp_now):
+        self.row, self.norms, self.scale, self.loss = row, norms, scale, loss
+        self.real_out, self.fake_out, self.fp_before, self.fp_now = real_out, fake_out, fp_before, fp_now
+
+
+class _GStep:
+    __slots__ = ("row", "norms", "scale", "out_scale", "loss", "fake_out", "out_grads", "has_grad")
+
+    def __init__(self, row, norms, scale, out_scale, loss, fake_out, out_grads, has_grad):
+        self.row, self.norms, self.scale, self.out_scale, self.loss = row, norms, scale, out_scale, loss
+        self.fake_out, self.out_grads, self.has_grad = fake_out, out_grads, has_grad
+
+
+class _Net:
+    """One network's parameters, as the hot path reads them."""
+
+    def __init__(self, module: nn.Module):
+        self.norms = GradNorms(module)
+        self.params = self.norms.params
+        self.layers = self.norms.layers
+        self.index = np.asarray(_layer_index(module, self.norms))
+        self._zeros: dict[torch.device, Tensor] = {}
+
+    def has_grad(self) -> bool:
+        return self.norms.has_grad()
+
+    def grad_norms(self) -> list[Tensor]:
+        """Per-parameter L2 norms of ``.grad`` (0 where there is none), on device, unreduced."""
+        grads = []
+        for p in self.params:
+            g = p.grad
+            if g is None:
+                z = self._zeros.get(p.device)
+                if z is None:
+                    z = self._zeros[p.device] = torch.zeros((), device=p.device)
+                g = z
+            elif g.requires_grad:  # a backward with create_graph=True
+                g = g.detach()
+            grads.append(g)
+        return torch._foreach_norm(grads)
+
+    def fingerprint(self) -> list[Tensor]:
+        # Per-tensor norms of the weights: any optimizer step of realistic size changes them.
+        with torch.no_grad():
+            return torch._foreach_norm(self.params)
+
+
+def _stack_rows(lists: list[list[Tensor]], dev: torch.device) -> Tensor:
+    """``[len(lists), len(lists[0])]`` from lists of 0-d tensors."""
+    flat = list(itertools.chain.from_iterable(lists))
+    try:
+        stacked = torch.stack(flat)
+    except RuntimeError:  # a network spread over several devices
+        stacked = torch.stack([t.to(dev) for t in flat])
+    return stacked.to(dev).view(len(lists), -1)
+
+
+def _scalars(tensors: list[Tensor], dev: torch.device) -> Tensor:
+    """``[len(tensors)]`` from one-element tensors."""
+    return torch.stack([t if t.ndim == 0 else t.reshape(()) for t in tensors]).to(dev)
+
+
+class _Pieces:
+    """Several tensors' elements as one float array, with per-tensor reductions.
+
+    Tensors of one size (a fixed batch size: the usual case) are stacked into
+    ``[n, size]`` and reduced along dim 1; otherwise they are concatenated and
+    reduced by segment index, which costs more.
+    """
+
+    def __init__(self, tensors: list[Tensor], dev: torch.device):
+        parts = [t if t.ndim == 1 else t.reshape(-1) for t in tensors]
+        self.sizes = [p.numel() for p in parts]
+        self.n = len(parts)
+        self.uniform = len(set(self.sizes)) == 1
+        join = torch.stack if self.uniform else torch.cat
+        try:
+            flat = join(parts)
+        except RuntimeError:  # parts on several devices
+            flat = join([p.to(dev) for p in parts])
+        self.values = flat.to(dev).float()
+        if not self.uniform:
+            sizes = torch.tensor(self.sizes, device=dev)
+            self._seg = torch.repeat_interleave(torch.arange(self.n, device=dev), sizes)
+
+    def sum(self, v: Tensor) -> Tensor:
+        if self.uniform:
+            return v.sum(1)
+        return torch.zeros(self.n, device=v.device, dtype=v.dtype).index_add_(0, self._seg, v)
+
+    def amin(self, v: Tensor) -> Tensor:
+        return v.amin(1) if self.uniform else self._scatter(v, "amin")
+
+    def amax(self, v: Tensor) -> Tensor:
+        return v.amax(1) if self.uniform else self._scatter(v, "amax")
+
+    def spread(self, per_piece: Tensor) -> Tensor:
+        """A value per tensor, broadcast to the elements."""
+        return per_piece[:, None] if self.uniform else per_piece[self._seg]
+
+    def _scatter(self, v: Tensor, how: str) -> Tensor:
+        out = torch.full((self.n,), _NAN, device=v.device, dtype=v.dtype)
+        return out.scatter_reduce_(0, self._seg, v, how, include_self=False)
+
+
+class _Transfer:
+    """Device tensors gathered during a flush and brought to the host in one copy."""
+
+    def __init__(self, dev: torch.device):
+        self.dev = dev
+        self._parts: list[Tensor] = []
+
+    def add(self, t: Tensor) -> int:
+        self._parts.append(t)
+        return len(self._parts) - 1
+
+    def fetch(self) -> list[np.ndarray]:
+        if not self._parts:
+            return []
+        flat = torch.cat([t.reshape(-1).to(self.dev, torch.float32) for t in self._parts])
+        host = flat.cpu().numpy().astype(np.float64)  # the one sync per flush
+        out, i = [], 0
+        for t in self._parts:
+            out.append(host[i:i + t.numel()].reshape(t.shape))
+            i += t.numel()
+        return out
+
+
+def _per_row(values: np.ndarray, rows: np.ndarray, n: int, how: str) -> np.ndarray:
+    """Aggregate per-step values into ``n`` rows: ``sum``, ``min`` or ``max``."""
+    ufunc, start = {"sum": (np.add, 0.0), "min": (np.minimum, math.inf), "max": (np.maximum, -math.inf)}[how]
+    out = np.full((n, *values.shape[1:]), start)
+    ufunc.at(out, rows, values)
+    return out
+
+
 class Monitor:
     """Records a GAN's training into a run directory that ``gandiag report`` reads.
 
@@ -99,7 +414,9 @@ class Monitor:
         generator: G. Its gradient norms are read at each :meth:`generator_step`.
         discriminator: D. Its gradient norms are read at each
             :meth:`discriminator_step`; a forward hook on it captures the gradient
-            that the generator's loss sends back through D's output.
+            that the generator's loss sends back through D's output (on forwards
+            whose input carries a gradient: G's fakes). DDP or DataParallel
+            wrappers are looked through.
         run_dir: where to write. Must not already hold a run (unless ``overwrite``).
         d_output: ``"logits"`` (raw, before a sigmoid), ``"probs"`` (D ends in a
             sigmoid) or ``"critic"`` (unbounded scores, e.g. WGAN).
@@ -109,6 +426,9 @@ class Monitor:
         evaluator: a callable ``fake -> dict`` of diversity metrics; by default one
             is built from the ``real=`` batches you pass.
         overwrite: replace a run already in ``run_dir``.
+        grad_scaler: the ``torch.amp.GradScaler`` that scales both losses, if
+            the loop uses mixed precision. Every recorded backward must then be
+            on ``scaler.scale(loss)``.
 
     Example:
         >>> with gandiag.Monitor(G, D, "runs/my-gan") as mon:
@@ -130,51 +450,49 @@ class Monitor:
         run_config: Mapping[str, Any] | None = None,
         evaluator: Callable[[Tensor], Mapping[str, float]] | None = None,
         overwrite: bool = False,
+        grad_scaler: Any = None,
     ):
-        for name, mod in (("generator", generator), ("discriminator", discriminator)):
-            if not isinstance(mod, nn.Module):
-                raise MonitorUsageError(f"Expected {name}= to be a torch.nn.Module but got {type(mod).__name__}")
-        if d_output not in S.D_OUTPUTS:
-            raise MonitorUsageError(f"Expected d_output in {S.D_OUTPUTS} but got {d_output!r}")
-        if config is None:
-            config = MonitorConfig()
-        elif not isinstance(config, MonitorConfig):
-            raise MonitorUsageError(f"Expected config= to be a MonitorConfig but got {type(config).__name__}")
-        if run_dir is None or not isinstance(run_dir, (str, os.PathLike)):
-            raise MonitorUsageError(f"Expected run_dir= to be a path but got {type(run_dir).__name__}")
+        check_arguments(generator, discriminator, run_dir, d_output, config=config, evaluator=evaluator,
+                        grad_scaler=grad_scaler)
+        config = config or MonitorConfig()
+        generator, discriminator = _unwrap(generator), _unwrap(discriminator)
         self.config = config
         self.d_output = d_output
         self.generator = generator
         self.discriminator = discriminator
-        self._g_norms = GradNorms(generator)
-        self._d_norms = GradNorms(discriminator)
-        self._d_params = self._d_norms.params
+        self.grad_scaler = grad_scaler
+        enabled = getattr(grad_scaler, "is_enabled", None)
+        self._scaler = grad_scaler if grad_scaler is not None and (enabled is None or enabled()) else None
+        self._g = _Net(generator)
+        self._d = _Net(discriminator)
+        self._cols = self._columns()
+        self._n_d = 1 + len(_D_COLS) + (len(self._d.layers) if config.layer_norms else 0)
+        # (name, position, optional) of the recorded D and G columns, for the rows built at flush.
+        self._row_spec = tuple(
+            [(c, i, c in _OPTIONAL) for i, c in enumerate(self._cols)
+             if not c.startswith("_") and (c in _D_COLS or c == S.D_STEPS or c.startswith(S.GRAD_NORM_D_LAYER)) == is_d]
+            for is_d in (True, False)
+        )
 
-        path = Path(run_dir)
-        self._lock = path / LOCK_FILE
-        self._take_lock(path)
-        try:
-            self._writer = RunWriter(path, {
-                "d_output": d_output,
-                "config": dict(run_config or {}),
-                "monitor": asdict(config),
-                "layers_g": self._g_norms.layers,
-                "layers_d": self._d_norms.layers,
-            }, overwrite=overwrite)
-        except Exception:
-            _release_lock(self._lock)
-            raise
-        self._finalizer = weakref.finalize(self, _release_lock, self._lock)
+        self.rank, self.world_size, self._group = _distributed()
+        self.run_dir = Path(run_dir)
+        self._writer: RunWriter | None = None
+        self._lock: _Lock | None = None
+        self._finalizer = None
+        if self.rank == 0:
+            self._open_run_dir(run_config, overwrite)
 
-        self.run_dir = path
         self.step = 0                      # generator steps recorded so far
         self.diverged_at: int | None = None
         self._closed = False
-        self._pending_d: list[Tensor] = []  # D-step vectors of the current iteration
-        self._buffer: list[tuple[int, Tensor]] = []  # finished iterations not yet flushed
+        self._rows: list[int] = []          # steps of the buffered iterations
+        self._d_steps: list[_DStep] = []    # buffered D steps, across iterations
+        self._g_steps: list[_GStep] = []
         self._div_rows: dict[int, dict] = {}
-        self._fp_after_g: Tensor | None = None
-        self._out_grad: list[Tensor] = []
+        self._fp_after_g: list[Tensor] | None = None
+        self._out_grad: list[tuple[Tensor, Tensor | None]] = []
+        self._scale_src: Tensor | None = None
+        self._scale_copy: tuple[int, Tensor] | None = None
         self._evaluator = evaluator
         self._reals: list[Tensor] = []
         self._n_reals = 0
@@ -182,99 +500,113 @@ class Monitor:
         self._fakes: deque[Tensor] = deque()
         self._n_fakes = 0
         self._last_fake: Tensor | None = None
-        self._hook = discriminator.register_forward_hook(self._on_d_forward)
+        # A forward hook adds a few microseconds to every call of D, so it is on only
+        # while the forward it exists for (G's step) can come: from a D step to the
+        # next G step (for good, once a loop shows two G steps in a row).
+        self._hook = None
+        self._hook_always = False
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._hook is None:
+            self._hook = self.discriminator.register_forward_hook(self._on_d_forward, with_kwargs=True)
+
+    def _disarm(self) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
 
     # -- set-up -------------------------------------------------------------
-    def _take_lock(self, path: Path) -> None:
-        if self._lock.exists():
-            try:
-                pid = int(self._lock.read_text().strip())
-            except (OSError, ValueError):
-                pid = -1
-            if pid > 0 and _pid_alive(pid):
-                raise MonitorUsageError(
-                    f"Expected a run directory no live monitor holds but {path} is held by process {pid}; "
-                    "close that Monitor or choose another run_dir"
-                )
-        path.mkdir(parents=True, exist_ok=True)
-        self._lock.write_text(str(os.getpid()))
+    def _open_run_dir(self, run_config, overwrite: bool) -> None:
+        lock = _Lock(self.run_dir / LOCK_FILE)
+        lock.acquire()
+        try:
+            self._writer = RunWriter(self.run_dir, {
+                "d_output": self.d_output,
+                "config": dict(run_config or {}),
+                "monitor": asdict(self.config),
+                "layers_g": self._g.layers,
+                "layers_d": self._d.layers,
+                "grad_scaler": self._scaler is not None,
+                "world_size": self.world_size,
+            }, overwrite=overwrite)
+        except Exception:
+            lock.release()
+            raise
+        self._lock = lock
+        self._finalizer = weakref.finalize(self, lock.release)
 
-    def _on_d_forward(self, module, inputs, out):
+    def _on_d_forward(self, module, args, kwargs, out):
         # Capture d loss / d output during backward without asking the user to
-        # call retain_grad(). Only outputs that take part in a backward pass count.
-        if isinstance(out, Tensor) and out.requires_grad and torch.is_grad_enabled():
-            detached = out.detach()
+        # call retain_grad(). Only a forward whose input carries a gradient path
+        # (the fakes in G's step) can send G a signal, so D-step forwards on real
+        # data and detached fakes skip the hook and its cost.
+        if not (isinstance(out, Tensor) and out.requires_grad and torch.is_grad_enabled()):
+            return
+        if not any(isinstance(a, Tensor) and a.requires_grad for a in itertools.chain(args, kwargs.values())):
+            return
+        kept = out.detach() if self.d_output == "probs" else None
+        sink = self._out_grad
 
-            def on_grad(grad: Tensor, out=detached) -> None:
-                g = grad.detach().float()
-                if self.d_output == "probs":
-                    p = out.float()
-                    g = g * p * (1 - p)  # chain rule back through the sigmoid to the logit
-                # Under a mean-reduced loss, the sum over the batch is the per-sample mean.
-                self._out_grad.append(g.abs().sum())
+        def on_grad(grad: Tensor) -> None:
+            sink.append((grad.detach(), kept))
 
-            out.register_hook(on_grad)
+        out.register_hook(on_grad)
 
-    # -- conversions ----------------------------------------------------------
-    def _probs(self, out: Tensor) -> Tensor:
-        out = out.detach().float()
-        if self.d_output == "logits":
-            return torch.sigmoid(out)
-        return out
-
-    def _confidence(self, real_out: Tensor, fake_out: Tensor) -> tuple[Tensor, ...]:
-        r, f = self._probs(real_out).flatten(), self._probs(fake_out).flatten()
-        if self.d_output == "critic":
-            # No fixed decision threshold for a critic: use the midpoint of the two means.
-            t = (r.mean() + f.mean()) / 2
-        else:
-            t = 0.5
-        acc = ((r > t).float().sum() + (f < t).float().sum()) / (r.numel() + f.numel())
-        if self.d_output == "critic":
-            sat = torch.tensor(float("nan"), device=r.device)
-        else:
-            both = torch.cat([r, f])
-            sat = ((both == 0) | (both == 1)).float().mean()
-        raw = torch.cat([real_out.detach().float().flatten(), fake_out.detach().float().flatten()])
-        return r.mean(), f.mean(), acc, raw.min(), raw.max(), sat
+    def _scale(self) -> tuple[Tensor | None, bool]:
+        """The scaler's current scale as a device tensor of its own (None: nothing
+        is scaled), and whether the user already unscaled the gradients."""
+        sc = self._scaler
+        if sc is None:
+            return None, False
+        src = getattr(sc, "_scale", None)
+        if not isinstance(src, Tensor):
+            if hasattr(sc, "_scale"):  # a GradScaler that has not scaled anything yet
+                return None, False
+            # Not torch's GradScaler: ask it, at the cost of a host read.
+            src = torch.tensor(float(sc.get_scale()))
+        # update() changes the scale in place after our call, so keep a copy; one
+        # per scale change (its version counter says when), not one per step.
+        cached = self._scale_copy
+        if cached is None or self._scale_src is not src or cached[0] != src._version:
+            self._scale_src = src
+            cached = self._scale_copy = (src._version, src.detach().clone())
+        states = getattr(sc, "_per_optimizer_states", None) or {}
+        unscaled = any(getattr(st.get("stage"), "name", None) == "UNSCALED"
+                       for st in states.values() if isinstance(st, dict))
+        return cached[1], unscaled
 
     # -- the two step calls ---------------------------------------------------
     def discriminator_step(self, *, loss: Tensor, real_out: Tensor, fake_out: Tensor, real: Tensor | None = None) -> None:
         """Record one D update. Call after ``loss_d.backward()``, before ``opt_d.step()``.
 
         Args:
-            loss: D's loss (a scalar tensor).
+            loss: D's loss (a scalar tensor; unscaled under a GradScaler).
             real_out: D's outputs on the real batch.
             fake_out: D's outputs on the fake batch.
             real: the real batch itself (optional; feeds the diversity metrics).
         """
         self._check_open()
-        _check_tensor("loss", loss)
+        _check_scalar(loss)
         _check_tensor("real_out", real_out)
         _check_tensor("fake_out", fake_out)
         _check_tensor("real", real, optional=True)
-        if not self._d_norms.has_grad() and not self._g_norms.has_grad():
+        if not self._d.has_grad() and not self._g.has_grad():
             raise MonitorUsageError(
                 "Expected gradients on the discriminator at discriminator_step but neither network has any; "
                 "call it after loss_d.backward() and before opt_d.step()"
             )
         self._out_grad.clear()
-        dev = loss.device
-        total, per_layer = self._d_norms()
-        d_real, d_fake, acc, omin, omax, sat = self._confidence(real_out, fake_out)
-        fp = params_fingerprint(self._d_params)
-        if self._fp_after_g is not None and self._fp_after_g.shape == fp.shape:
-            moved = (fp != self._fp_after_g).any().float()
-        else:
-            moved = torch.tensor(float("nan"), device=fp.device)
-        self._fp_after_g = None
-        loss_v = loss.detach().float().reshape(())
-        nonfinite = (~torch.isfinite(loss_v) | ~torch.isfinite(total)).float()
-        vec = torch.stack([loss_v, total, d_real, d_fake, acc, omin, omax, sat.to(dev), moved.to(dev), nonfinite.to(dev)])
-        if self.config.layer_norms:
-            vec = torch.cat([vec, per_layer.to(dev)])
-        self._pending_d.append(vec)
-        if real is not None:
+        self._arm()
+        norms = self._d.grad_norms()
+        scale, unscaled = self._scale()
+        fp_before, fp_now = self._fp_after_g, None
+        if fp_before is not None:
+            fp_now = self._d.fingerprint()
+            self._fp_after_g = None
+        self._d_steps.append(_DStep(len(self._rows), norms, None if unscaled else scale, loss.detach(),
+                                    real_out.detach(), fake_out.detach(), fp_before, fp_now))
+        if real is not None and self._writer is not None:
             self._keep_real(real)
 
     def generator_step(self, *, loss: Tensor, fake_out: Tensor, fake: Tensor | None = None) -> None:
@@ -282,102 +614,260 @@ class Monitor:
         ``loss_g.backward()``, before ``opt_g.step()``.
 
         Args:
-            loss: G's loss (a scalar tensor).
+            loss: G's loss (a scalar tensor; unscaled under a GradScaler).
             fake_out: D's outputs on the fakes, as used in G's loss.
             fake: the generated batch (optional; feeds diversity and snapshots).
         """
         self._check_open()
-        _check_tensor("loss", loss)
+        _check_scalar(loss)
         _check_tensor("fake_out", fake_out)
         _check_tensor("fake", fake, optional=True)
-        g_has = self._g_norms.has_grad()
-        if not g_has and not self._d_norms.has_grad():
+        g_has = self._g.has_grad()
+        if not g_has and not self._d.has_grad():
             raise MonitorUsageError(
                 "Expected gradients at generator_step but neither network has any; "
                 "call it after loss_g.backward() and before opt_g.step()"
             )
-        dev = loss.device
-        total, per_layer = self._g_norms()
-        if self._out_grad:
-            logit_grad = torch.stack(self._out_grad).sum()
-        else:
-            logit_grad = torch.tensor(float("nan"), device=dev)
+        norms = self._g.grad_norms()
+        scale, unscaled = self._scale()
+        out_grads = list(self._out_grad)
         self._out_grad.clear()
-        loss_v = loss.detach().float().reshape(())
-        has = (total > 0).float() if g_has else torch.zeros((), device=dev)
-        nonfinite = (~torch.isfinite(loss_v) | ~torch.isfinite(total)).float()
-        gvec = torch.stack([loss_v, total, logit_grad.to(dev), self._probs(fake_out).mean().to(dev), has.to(dev), nonfinite.to(dev)])
-        if self.config.layer_norms:
-            gvec = torch.cat([gvec, per_layer.to(dev)])
-        # D's weights now, to tell at the next D step whether anything but opt_d moved them.
-        self._fp_after_g = params_fingerprint(self._d_params)
-        self._finish_iteration(gvec)
-        if fake is not None:
+        if self._hook is None:
+            # Two G steps with no D step between: the hook must stay on for them.
+            self._hook_always = True
+            self._arm()
+        elif not self._hook_always:
+            self._disarm()
+        self._g_steps.append(_GStep(len(self._rows), norms, None if unscaled else scale, scale, loss.detach(),
+                                    fake_out.detach(), out_grads, g_has))
+        if self.step % self.config.fingerprint_every == 0:
+            # D's weights now, to tell at the next D step whether anything but opt_d moved them.
+            self._fp_after_g = self._d.fingerprint()
+        else:
+            self._fp_after_g = None
+        self._rows.append(self.step)
+        if fake is not None and self._writer is not None:
             self._keep_fake(fake)
             self._cadence(self.step)
         self.step += 1
         if self.step % self.config.flush_every == 0:
             self.flush()
 
-    # -- aggregation and writing ------------------------------------------------
-    def _aggregate_d(self, dev) -> Tensor:
-        n_d = len(_D_COLS) + (len(self._d_norms.layers) if self.config.layer_norms else 0)
-        if not self._pending_d:
-            return torch.full((n_d + 1,), float("nan"), device=dev)
-        m = torch.stack([v.to(dev) for v in self._pending_d])
-        agg = m.nanmean(0) if m.shape[0] > 1 else m[0].clone()
-        if m.shape[0] > 1:
-            for c in _D_MIN:
-                i = _D_COLS.index(c)
-                agg[i] = m[:, i].min()
-            for c in _D_MAX:
-                i = _D_COLS.index(c)
-                agg[i] = m[:, i].nan_to_num(0.0).max()
-        count = torch.tensor([float(m.shape[0])], device=dev)
-        self._pending_d.clear()
-        return torch.cat([count, agg])
-
-    def _finish_iteration(self, gvec: Tensor) -> None:
-        row = torch.cat([self._aggregate_d(gvec.device), gvec])
-        self._buffer.append((self.step, row))
-
+    # -- turning buffered steps into rows ---------------------------------------
     def _columns(self) -> list[str]:
         cols = [S.D_STEPS, *_D_COLS]
         if self.config.layer_norms:
-            cols += [S.GRAD_NORM_D_LAYER + n for n in self._d_norms.layers]
+            cols += [S.GRAD_NORM_D_LAYER + n for n in self._d.layers]
         cols += list(_G_COLS)
         if self.config.layer_norms:
-            cols += [S.GRAD_NORM_G_LAYER + n for n in self._g_norms.layers]
+            cols += [S.GRAD_NORM_G_LAYER + n for n in self._g.layers]
         return cols
 
+    def _device(self) -> torch.device:
+        for rec in itertools.chain(self._d_steps, self._g_steps):
+            return rec.loss.device
+        return self._d.params[0].device
+
+    # Device side: per-step reductions whose results are small; everything after
+    # that is bookkeeping over a few dozen numbers per step, done on the host.
+    def _send_common(self, net: _Net, recs: list, t: _Transfer) -> dict:
+        dev = t.dev
+        h = {"norms": t.add(_stack_rows([r.norms for r in recs], dev)),
+             "loss": t.add(_scalars([r.loss for r in recs], dev))}
+        h["scaled"] = [i for i, r in enumerate(recs) if r.scale is not None]
+        if h["scaled"]:
+            h["scale"] = t.add(torch.stack([recs[i].scale.to(dev) for i in h["scaled"]]))
+        return h
+
+    def _send_d(self, t: _Transfer) -> dict:
+        recs, dev = self._d_steps, t.dev
+        h = self._send_common(self._d, recs, t)
+        # Pieces alternate real, fake: pieces 2i and 2i+1 are D step i's.
+        out = _Pieces([o for r in recs for o in (r.real_out, r.fake_out)], dev)
+        v = out.values
+        p = torch.sigmoid(v) if self.d_output == "logits" else v
+        psum = out.sum(p)
+        if self.d_output == "critic":
+            # No fixed decision threshold for a critic: use the midpoint of the two means.
+            mean = psum / torch.tensor(out.sizes, device=dev)
+            thr = out.spread(((mean[0::2] + mean[1::2]) / 2).repeat_interleave(2))
+            n_sat = torch.zeros_like(psum)
+        else:
+            thr = 0.5
+            n_sat = out.sum(((p == 0) | (p == 1)).float())
+        stats = [psum, n_sat, out.sum((p > thr).float()), out.sum((p < thr).float()), out.amin(v), out.amax(v)]
+        h["out"], h["sizes"] = t.add(torch.stack(stats, 1)), out.sizes
+        h["pairs"] = [i for i, r in enumerate(recs) if r.fp_now is not None]
+        if h["pairs"]:
+            h["fp_before"] = t.add(_stack_rows([recs[i].fp_before for i in h["pairs"]], dev))
+            h["fp_now"] = t.add(_stack_rows([recs[i].fp_now for i in h["pairs"]], dev))
+        return h
+
+    def _send_g(self, t: _Transfer) -> dict:
+        recs, dev = self._g_steps, t.dev
+        h = self._send_common(self._g, recs, t)
+        out = _Pieces([r.fake_out for r in recs], dev)
+        h["fake"], h["sizes"] = t.add(out.sum(torch.sigmoid(out.values) if self.d_output == "logits" else out.values)), out.sizes
+        # Logit gradient: sum of |d loss / d output| over every backward through D
+        # since the D step. Under a mean-reduced loss that sum is the per-sample mean.
+        hooked = [i for i, r in enumerate(recs) if r.out_grads]
+        h["hooked"] = hooked
+        if hooked:
+            grads = _Pieces([g for i in hooked for g, _ in recs[i].out_grads], dev)
+            g = grads.values
+            if self.d_output == "probs":
+                prob = _Pieces([o for i in hooked for _, o in recs[i].out_grads], dev).values
+                g = g * prob * (1 - prob)  # chain rule back through the sigmoid to the logit
+            h["grad_sums"] = t.add(grads.sum(g.abs()))
+            h["grad_owner"] = [j for j, i in enumerate(hooked) for _ in recs[i].out_grads]
+            h["out_scaled"] = [j for j, i in enumerate(hooked) if recs[i].out_scale is not None]
+            if h["out_scaled"]:
+                h["out_scale"] = t.add(torch.stack([recs[hooked[j]].out_scale.to(dev) for j in h["out_scaled"]]))
+        return h
+
+    # Host side.
+    def _host_common(self, net: _Net, h: dict, host: list, k: int):
+        """Unscaled total and per-layer norms, loss, skip flags (None without a
+        scaler) and the non-finite flag of each step."""
+        sq = host[h["norms"]] ** 2
+        total = np.sqrt(sq.sum(1))
+        per_layer = np.zeros((len(net.layers), k))
+        np.add.at(per_layer, net.index, sq.T)
+        per_layer = np.sqrt(per_layer.T)
+        if h["scaled"]:
+            scale = np.ones(k)
+            scale[h["scaled"]] = host[h["scale"]]
+            total, per_layer = total / scale, per_layer / scale[:, None]
+        loss = host[h["loss"]]
+        bad = ~np.isfinite(loss) | ~np.isfinite(total)
+        skipped = None
+        if self._scaler is not None:
+            # The scaler skips a step whose gradients hold an inf/NaN: that is
+            # recorded as skipped, not as divergence.
+            skipped = ~np.isfinite(total)
+            bad &= ~skipped
+        return total, per_layer, loss, skipped, bad
+
+    def _d_rows(self, h: dict, host: list, n: int) -> np.ndarray:
+        """Per-row D columns ``[n, 1 + len(_D_COLS) + layers]``, NaN on rows without D steps."""
+        recs = self._d_steps
+        k = len(recs)
+        total, per_layer, loss, skipped, bad = self._host_common(self._d, h, host, k)
+        st, size = host[h["out"]], np.asarray(h["sizes"], dtype=np.float64)
+        count = size[0::2] + size[1::2]
+        sat = np.full(k, _NAN) if self.d_output == "critic" else (st[0::2, 1] + st[1::2, 1]) / count
+        moved = np.full(k, _NAN)
+        if h["pairs"]:
+            before, now = host[h["fp_before"]], host[h["fp_now"]]
+            same = (before == now) | (np.isnan(before) & np.isnan(now))
+            moved[h["pairs"]] = (~same).any(1)
+        applied = np.ones(k, dtype=bool) if skipped is None else ~skipped
+        grads = np.column_stack([total, per_layer]) if self.config.layer_norms else total[:, None]
+        cols = {
+            S.LOSS_D: loss, S.D_REAL: st[0::2, 0] / size[0::2], S.D_FAKE: st[1::2, 0] / size[1::2],
+            S.D_ACC: (st[0::2, 2] + st[1::2, 3]) / count, S.D_PROB_SATURATED: sat,
+            S.D_OUT_MIN: np.minimum(st[0::2, 4], st[1::2, 4]), S.D_OUT_MAX: np.maximum(st[0::2, 5], st[1::2, 5]),
+            S.D_MOVED_IN_G_STEP: moved, S.SKIPPED_D: np.full(k, _NAN) if skipped is None else skipped.astype(float),
+            "_nonfinite_d": bad.astype(float),
+        }
+        rows = np.array([r.row for r in recs])
+        if k == n and (rows == np.arange(n)).all():
+            # One D step per iteration (the common loop): the steps are the rows.
+            grads = np.where(applied[:, None], grads, _NAN)  # a skipped step's gradient was never applied
+            cols[S.GRAD_NORM_D] = grads[:, 0]
+            return np.column_stack([np.ones(k)] + [cols[c] for c in _D_COLS] + [grads[:, 1:]])
+
+        n_steps = _per_row(np.ones(k), rows, n, "sum")
+        mean = {c: _per_row(cols[c], rows, n, "sum") / n_steps for c in _D_MEAN}
+        # Gradient columns average only the steps the scaler applied.
+        grad_mean = _per_row(np.where(applied[:, None], grads, 0.0), rows, n, "sum")
+        grad_mean /= _per_row(applied.astype(float), rows, n, "sum")[:, None]
+        mean[S.GRAD_NORM_D] = grad_mean[:, 0]
+        mean[S.D_OUT_MIN] = _per_row(cols[S.D_OUT_MIN], rows, n, "min")
+        mean[S.D_OUT_MAX] = _per_row(cols[S.D_OUT_MAX], rows, n, "max")
+        mean["_nonfinite_d"] = _per_row(cols["_nonfinite_d"], rows, n, "max")
+        mean[S.SKIPPED_D] = _per_row(cols[S.SKIPPED_D], rows, n, "sum")  # NaN (not measured) without a scaler
+        # Moved: the largest among the D steps where it was measured.
+        m = _per_row(np.nan_to_num(moved, nan=-math.inf), rows, n, "max")
+        mean[S.D_MOVED_IN_G_STEP] = np.where(m == -math.inf, _NAN, m)
+        block = np.column_stack([n_steps] + [mean[c] for c in _D_COLS] + [grad_mean[:, 1:]])
+        return np.where((n_steps > 0)[:, None], block, _NAN)
+
+    def _g_rows(self, h: dict, host: list, n: int) -> np.ndarray:
+        """Per-row G columns ``[n, len(_G_COLS) + layers]``, NaN on rows without a G step."""
+        recs = self._g_steps
+        k = len(recs)
+        total, per_layer, loss, skipped, bad = self._host_common(self._g, h, host, k)
+        logit_grad = np.full(k, _NAN)
+        if h["hooked"]:
+            summed = _per_row(host[h["grad_sums"]], np.asarray(h["grad_owner"]), len(h["hooked"]), "sum")
+            if h["out_scaled"]:
+                summed[h["out_scaled"]] /= host[h["out_scale"]]
+            logit_grad[h["hooked"]] = summed
+        has = (total > 0) & np.array([r.has_grad for r in recs])
+        cols = [loss, total, logit_grad, host[h["fake"]] / np.asarray(h["sizes"], dtype=np.float64),
+                has.astype(float), np.full(k, _NAN) if skipped is None else skipped.astype(float), bad.astype(float)]
+        if self.config.layer_norms:
+            cols.append(per_layer)
+        out = np.full((n, len(self._cols) - self._n_d), _NAN)
+        out[[r.row for r in recs]] = np.column_stack(cols)
+        return out
+
+    def _matrix(self) -> np.ndarray:
+        """The buffered iterations as a ``[rows, columns]`` host array (see :meth:`_columns`)."""
+        n = len(self._rows)
+        t = _Transfer(self._device())
+        hd = self._send_d(t) if self._d_steps else None
+        hg = self._send_g(t) if self._g_steps else None
+        host = t.fetch()
+        with np.errstate(invalid="ignore", divide="ignore"):  # 0/0 is NaN: "not measured"
+            d = self._d_rows(hd, host, n) if hd else np.full((n, self._n_d), _NAN)
+            g = self._g_rows(hg, host, n) if hg else np.full((n, len(self._cols) - self._n_d), _NAN)
+        self._d_steps.clear()
+        self._g_steps.clear()
+        return np.concatenate([d, g], 1)
+
+    def _reduce_ranks(self, m: np.ndarray) -> np.ndarray:
+        import torch.distributed as dist
+
+        backend = dist.get_backend(self._group)
+        dev = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
+        local = torch.from_numpy(np.ascontiguousarray(m)).to(dev)
+        gathered = local.new_empty((self.world_size * local.shape[0], *local.shape[1:]))
+        gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor  # renamed in torch 2.10+
+        gather(gathered, local, group=self._group)  # the one collective per flush
+        g = gathered.cpu().numpy().reshape(self.world_size, *m.shape)
+        out = g.mean(0)
+        for names, how in ((_RANK_MIN, np.min), (_RANK_MAX, np.max)):
+            idx = [self._cols.index(c) for c in names]
+            out[:, idx] = how(g[:, :, idx], 0)
+        return out
+
     def flush(self) -> None:
-        """Move buffered numbers to the host and append them to the run directory."""
-        if not self._buffer and not self._div_rows:
+        """Turn the buffered steps into rows, move them to the host and append them
+        to the run directory. Under DDP, every rank must call it (the Monitor does,
+        every ``flush_every`` steps and at :meth:`close`)."""
+        if not self._rows and not self._div_rows:
             return
-        cols = self._columns()
         rows = []
-        if self._buffer:
-            steps = [s for s, _ in self._buffer]
-            values = torch.stack([r for _, r in self._buffer]).cpu().tolist()  # the one sync per flush
-            self._buffer.clear()
-            d_cols, g_cols = set(_D_COLS) | {S.D_STEPS}, set(_G_COLS)
+        if self._rows:
+            m = self._matrix()
+            if self.world_size > 1:
+                m = self._reduce_ranks(m)
+            values = m.tolist()
+            steps = list(self._rows)
+            self._rows.clear()
+            i_d, i_g, i_bad_d, i_bad_g = (self._cols.index(c) for c in (S.D_STEPS, S.G_HAS_GRAD, "_nonfinite_d", "_nonfinite_g"))
+            d_spec, g_spec = self._row_spec
             for step, vals in zip(steps, values):
-                d = dict(zip(cols, vals))
-                has_d = not math.isnan(d[S.D_STEPS])
-                has_g = not math.isnan(d[S.G_HAS_GRAD])
                 row = {S.STEP: step}
-                for c, v in d.items():
-                    if c.startswith("_"):
-                        continue
-                    in_d = c in d_cols or c.startswith(S.GRAD_NORM_D_LAYER)
-                    if not (has_d if in_d else has_g):
+                bad = 0.0
+                for present, spec, i_bad in ((vals[i_d], d_spec, i_bad_d), (vals[i_g], g_spec, i_bad_g)):
+                    if present != present:  # NaN: no D (or G) step in this row
                         continue
                     # NaN is kept where it means a blown-up value, dropped where it means "not measured".
-                    if math.isnan(v) and c in _OPTIONAL:
-                        continue
-                    row[c] = v
-                flags = [d[k] for k, present in (("_nonfinite_d", has_d), ("_nonfinite_g", has_g)) if present]
-                bad = float(max(flags)) if flags else 0.0
+                    row.update({c: vals[i] for c, i, optional in spec if not optional or vals[i] == vals[i]})
+                    bad = max(bad, vals[i_bad])
                 row[S.NONFINITE] = bad
                 if bad and self.diverged_at is None:
                     self.diverged_at = step
@@ -385,9 +875,10 @@ class Monitor:
                 rows.append(row)
         for step in sorted(self._div_rows):
             rows.append({S.STEP: step, **self._div_rows.pop(step)})
-        self._writer.append(rows)
+        if self._writer is not None:
+            self._writer.append(rows)
 
-    # -- samples and diversity ----------------------------------------------------
+    # -- samples and diversity (rank 0 only) ----------------------------------------
     def _keep_real(self, real: Tensor) -> None:
         if self._n_reals >= self.config.n_real:
             return
@@ -445,30 +936,44 @@ class Monitor:
         ``diverged`` when a NaN/Inf was recorded). Safe to call twice."""
         if self._closed:
             return
-        if self._pending_d:
-            # D steps with no G step after them: still a row, with G's columns empty.
-            n_g = len(_G_COLS) + (len(self._g_norms.layers) if self.config.layer_norms else 0)
-            dev = self._pending_d[0].device
-            self._finish_iteration(torch.full((n_g,), float("nan"), device=dev))
-            self.step += 1
-        last = self.step - 1
-        if self._last_fake is not None and last >= 0:
-            self._snapshot(last)
-        self.flush()
-        if self.diverged_at is not None:
-            status = "diverged"
-        elif status is None:
-            status = "completed"
-        extra = {"steps_recorded": self.step}
-        if self.diverged_at is not None:
-            extra["diverged_at"] = self.diverged_at
-        self._writer.close(status, **extra)
-        self._hook.remove()
         self._closed = True
-        self._finalizer()
+        self._disarm()
+        try:
+            if self._d_steps and self._d_steps[-1].row == len(self._rows):
+                # D steps with no G step after them: still a row, with G's columns empty.
+                self._rows.append(self.step)
+                self.step += 1
+            last = self.step - 1
+            if self._writer is not None and self._last_fake is not None and last >= 0:
+                self._snapshot(last)
+            self.flush()
+        except BaseException:
+            status = "interrupted"
+            raise
+        finally:
+            if self._writer is not None:
+                if self.diverged_at is not None:
+                    status = "diverged"
+                elif status is None:
+                    status = "completed"
+                extra = {"steps_recorded": self.step}
+                if self.diverged_at is not None:
+                    extra["diverged_at"] = self.diverged_at
+                self._writer.close(status, **extra)
+            if self._finalizer is not None:
+                self._finalizer()
 
     def __enter__(self) -> "Monitor":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.close("interrupted" if exc_type is not None else None)
+
+
+def _distributed() -> tuple[int, int, Any]:
+    """``(rank, world_size, group)`` of the default process group, or ``(0, 1, None)``."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), dist.group.WORLD
+    return 0, 1, None

@@ -196,3 +196,275 @@ def test_meta_records_format_and_layers(tmp_path):
     assert meta["format"] == "gandiag-run" and meta["version"] == 1
     assert meta["d_output"] == "critic" and meta["config"] == {"loss": "wgan"}
     assert meta["layers_d"] == ["0", "2"]
+
+
+# -- gradient accumulation ------------------------------------------------------
+def test_gradient_accumulation_records_the_full_batch(tmp_path):
+    # Three micro-batches, each loss divided by 3, one Monitor call per step: the
+    # logit gradient is the per-sample mean over all 48 samples (minimax: mean sigmoid).
+    G, D = nets()
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 1e-3)
+    gen, v, k = torch.Generator().manual_seed(3), LOSSES["minimax"], 3
+    ref = []
+    with Monitor(G, D, tmp_path / "r") as mon:
+        for _ in range(4):
+            opt_d.zero_grad()
+            loss_d, reals, fakes = 0.0, [], []
+            for _ in range(k):
+                r = D(torch.randn(16, 2, generator=gen) + 2)
+                f = D(G(torch.randn(16, 4, generator=gen)).detach())
+                micro = v.d_loss(r, f) / k
+                micro.backward()
+                loss_d, reals, fakes = loss_d + micro.detach(), reals + [r.detach()], fakes + [f.detach()]
+            d_norm = torch.cat([p.grad.flatten() for p in D.parameters()]).norm().item()
+            mon.discriminator_step(loss=loss_d, real_out=torch.cat(reals), fake_out=torch.cat(fakes))
+            opt_d.step()
+            opt_g.zero_grad()
+            opt_d.zero_grad()
+            loss_g, outs = 0.0, []
+            for _ in range(k):
+                out = D(G(torch.randn(16, 4, generator=gen)))
+                micro = v.g_loss(out, out.detach()) / k
+                micro.backward()
+                loss_g, outs = loss_g + micro.detach(), outs + [out.detach()]
+            g_norm = torch.cat([p.grad.flatten() for p in G.parameters()]).norm().item()
+            mon.generator_step(loss=loss_g, fake_out=torch.cat(outs))
+            opt_g.step()
+            ref.append((d_norm, g_norm, torch.sigmoid(torch.cat(outs)).mean().item(), loss_g.item()))
+    m = load_run(tmp_path / "r").metrics
+    assert len(m) == 4
+    for i, (d_norm, g_norm, sig, loss_g) in enumerate(ref):
+        assert m.loc[i, S.LOGIT_GRAD_G] == pytest.approx(sig, rel=1e-5)
+        assert m.loc[i, S.D_FAKE_G] == pytest.approx(sig, rel=1e-5)
+        assert m.loc[i, S.GRAD_NORM_G] == pytest.approx(g_norm, rel=1e-5)
+        assert m.loc[i, S.GRAD_NORM_D] == pytest.approx(d_norm, rel=1e-5)
+        assert m.loc[i, S.LOSS_G] == pytest.approx(loss_g, rel=1e-5)
+
+
+def test_batches_of_different_sizes_are_reduced_per_step(tmp_path):
+    # Outputs of unequal size take the segment path; it must agree with the closed form.
+    G, D = nets()
+    opt_d = torch.optim.SGD(D.parameters(), 1e-3)
+    gen = torch.Generator().manual_seed(5)
+    with Monitor(G, D, tmp_path / "r", d_output="critic") as mon:
+        expect = []
+        for n_real, n_fake in ((8, 24), (16, 16), (30, 2)):
+            r, f = D(torch.randn(n_real, 2, generator=gen)), D(torch.randn(n_fake, 2, generator=gen))
+            opt_d.zero_grad()
+            (f.mean() - r.mean()).backward()
+            mon.discriminator_step(loss=f.mean() - r.mean(), real_out=r, fake_out=f)
+            t = (r.mean() + f.mean()) / 2
+            acc = ((r > t).sum() + (f < t).sum()).item() / (n_real + n_fake)
+            expect.append((r.mean().item(), f.mean().item(), acc, torch.cat([r, f]).min().item()))
+            out = D(G(torch.randn(n_fake, 4, generator=gen)))
+            G.zero_grad()
+            (-out.mean()).backward()
+            mon.generator_step(loss=-out.mean(), fake_out=out)
+    m = load_run(tmp_path / "r").metrics
+    for i, (d_real, d_fake, acc, omin) in enumerate(expect):
+        assert m.loc[i, S.D_REAL] == pytest.approx(d_real, rel=1e-5)
+        assert m.loc[i, S.D_FAKE] == pytest.approx(d_fake, rel=1e-5)
+        assert m.loc[i, S.D_ACC] == pytest.approx(acc)
+        assert m.loc[i, S.D_OUT_MIN] == pytest.approx(omin, rel=1e-5)
+    assert S.D_PROB_SATURATED not in m.columns  # a critic has no probabilities
+    # critic: |d(-mean score)/d score| summed over the batch is 1
+    assert m[S.LOGIT_GRAD_G].tolist() == pytest.approx([1.0] * 3, rel=1e-5)
+
+
+# -- implementation mistakes the recorded signals must show -----------------------
+def test_double_sigmoid_declared_as_logits_stays_inside_half_to_sigmoid_one(tmp_path):
+    G, D = nets()
+    D2 = nn.Sequential(D, nn.Sigmoid(), nn.Sigmoid())  # "logits" that went through a sigmoid twice
+    with Monitor(G, D2, tmp_path / "bad", d_output="logits") as mon:
+        loop(mon, G, D2, 4)
+    bad = load_run(tmp_path / "bad").metrics
+    assert (bad[S.D_OUT_MIN] > 0.5).all() and (bad[S.D_OUT_MAX] < 1 / (1 + math.exp(-1))).all()
+    G, D = nets()
+    with Monitor(G, D, tmp_path / "ok", d_output="logits") as mon:
+        loop(mon, G, D, 4)
+    ok = load_run(tmp_path / "ok").metrics
+    assert (ok[S.D_OUT_MIN] < 0.5).all()
+
+
+def bce_probs_loop(mon, G, D, steps):
+    """D ends in a sigmoid; both losses are BCE on its probabilities."""
+    bce = nn.functional.binary_cross_entropy
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        r, f = D(torch.randn(32, 2, generator=gen) + 2), D(G(torch.randn(32, 4, generator=gen)).detach())
+        loss_d = bce(r, torch.ones_like(r)) + bce(f, torch.zeros_like(f))
+        D.zero_grad()
+        loss_d.backward()
+        mon.discriminator_step(loss=loss_d, real_out=r, fake_out=f)
+        out = D(G(torch.randn(32, 4, generator=gen)))
+        loss_g = bce(out, torch.ones_like(out))
+        G.zero_grad()
+        loss_g.backward()
+        mon.generator_step(loss=loss_g, fake_out=out)
+
+
+def test_probabilities_of_exactly_zero_or_one_are_recorded_saturated(tmp_path):
+    G, D = nets()
+    with torch.no_grad():
+        D[2].weight.mul_(1e4)  # logits in the thousands: sigmoid gives exactly 0 or 1 in float32
+    saturated = nn.Sequential(D, nn.Sigmoid())
+    with Monitor(G, saturated, tmp_path / "bad", d_output="probs") as mon:
+        bce_probs_loop(mon, G, saturated, 3)
+    assert (load_run(tmp_path / "bad").metrics[S.D_PROB_SATURATED] > 0.5).all()
+    G, D = nets()
+    healthy = nn.Sequential(D, nn.Sigmoid())
+    with Monitor(G, healthy, tmp_path / "ok", d_output="probs") as mon:
+        bce_probs_loop(mon, G, healthy, 3)
+    assert (load_run(tmp_path / "ok").metrics[S.D_PROB_SATURATED] == 0).all()
+
+
+def shared_optimizer_loop(mon, G, D, steps, d_steps=1):
+    """The mistake: G's optimizer also holds D's parameters and steps them in G's step."""
+    gen = torch.Generator().manual_seed(0)
+    opt_g = torch.optim.Adam(list(G.parameters()) + list(D.parameters()), 1e-3)
+    opt_d = torch.optim.Adam(D.parameters(), 1e-3)
+    v = LOSSES["nonsaturating"]
+    for _ in range(steps):
+        for _ in range(d_steps):
+            r, f = D(torch.randn(32, 2, generator=gen) + 2), D(G(torch.randn(32, 4, generator=gen)).detach())
+            loss_d = v.d_loss(r, f)
+            opt_d.zero_grad()
+            loss_d.backward()
+            mon.discriminator_step(loss=loss_d, real_out=r, fake_out=f)
+            opt_d.step()
+        out = D(G(torch.randn(32, 4, generator=gen)))
+        loss_g = v.g_loss(out, out.detach())
+        opt_g.zero_grad()
+        loss_g.backward()
+        mon.generator_step(loss=loss_g, fake_out=out)
+        opt_g.step()
+
+
+def test_d_moved_in_g_step_fires_for_a_shared_optimizer_only(tmp_path):
+    cfg = MonitorConfig(fingerprint_every=2)
+    G, D = nets()
+    with Monitor(G, D, tmp_path / "bad", config=cfg) as mon:
+        shared_optimizer_loop(mon, G, D, 9)
+    moved = load_run(tmp_path / "bad").series(S.D_MOVED_IN_G_STEP)
+    # compared across G steps 0, 2, 4, 6: recorded on the next iteration's row
+    assert list(moved.index) == [1, 3, 5, 7] and (moved == 1).all()
+    for d_steps in (1, 3):
+        G, D = nets()
+        with Monitor(G, D, tmp_path / f"ok{d_steps}", config=cfg) as mon:
+            loop(mon, G, D, 9, d_steps=d_steps)
+        moved = load_run(tmp_path / f"ok{d_steps}").series(S.D_MOVED_IN_G_STEP)
+        assert list(moved.index) == [1, 3, 5, 7] and (moved == 0).all()
+
+
+def test_d_moved_is_compared_on_the_default_cadence(tmp_path):
+    G, D = nets()
+    with Monitor(G, D, tmp_path / "bad") as mon:
+        shared_optimizer_loop(mon, G, D, 12)
+    moved = load_run(tmp_path / "bad").series(S.D_MOVED_IN_G_STEP)
+    every = MonitorConfig().fingerprint_every
+    assert list(moved.index) == list(range(1, 12, every)) and (moved == 1).all()
+
+
+def test_two_g_steps_per_d_step_keep_the_logit_gradient(tmp_path):
+    G, D = nets()
+    opt_g = torch.optim.Adam(G.parameters(), 1e-3)
+    v = LOSSES["minimax"]
+    sig = []
+    with Monitor(G, D, tmp_path / "r") as mon:
+        out = D(torch.randn(8, 2))
+        out.mean().backward()
+        mon.discriminator_step(loss=out.mean(), real_out=out, fake_out=out)
+        for _ in range(4):
+            out = D(G(torch.randn(8, 4)))
+            opt_g.zero_grad()
+            v.g_loss(out, out).backward()
+            mon.generator_step(loss=v.g_loss(out, out), fake_out=out)
+            opt_g.step()
+            sig.append(torch.sigmoid(out).mean().item())
+    lg = load_run(tmp_path / "r").series(S.LOGIT_GRAD_G)
+    # Step 1 follows a G step with no D step between; from then on the hook stays on.
+    assert lg.loc[0] == pytest.approx(sig[0], rel=1e-5)
+    assert [lg.loc[i] for i in (2, 3)] == pytest.approx(sig[2:], rel=1e-5)
+
+
+# -- bad use -------------------------------------------------------------------------
+def test_non_scalar_loss_fails_at_the_call(tmp_path):
+    G, D = nets()
+    with Monitor(G, D, tmp_path / "r") as mon:
+        out = D(torch.randn(4, 2))
+        out.mean().backward()
+        with pytest.raises(MonitorUsageError, match=r"Expected loss= to be a scalar tensor but got shape \(4,\)"):
+            mon.discriminator_step(loss=out, real_out=out, fake_out=out)
+
+
+HOLDER = """
+import sys
+from torch import nn
+from gandiag.monitor import Monitor
+mon = Monitor(nn.Linear(2, 2), nn.Linear(2, 1), sys.argv[1])
+print("ready", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_run_dir_held_by_another_process_is_refused(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
+    run_dir = tmp_path / "r"
+    G, D = nets()
+    child = subprocess.Popen([sys.executable, "-c", HOLDER, str(run_dir)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        with pytest.raises(MonitorUsageError, match=f"is held by process {child.pid}"):
+            Monitor(G, D, run_dir, overwrite=True)
+        # Killed outright, the holder leaves its lock file behind, but not its hold.
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        child.kill()
+        child.stdout.close()
+        child.stdin.close()
+    assert (run_dir / ".lock").exists()
+    Monitor(G, D, run_dir, overwrite=True).close()
+    assert not (run_dir / ".lock").exists()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_step_calls_never_synchronise_the_device(tmp_path):
+    G, D = (n.cuda() for n in nets())
+    opt_g, opt_d = torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters())
+    scaler = torch.amp.GradScaler("cuda")
+    v = LOSSES["nonsaturating"]
+    with Monitor(G, D, tmp_path / "r", grad_scaler=scaler, config=MonitorConfig(flush_every=1000)) as mon:
+        for step in range(20):
+            x = torch.randn(64, 2, device="cuda")
+            r, f = D(x), D(G(torch.randn(64, 4, device="cuda")).detach())
+            loss_d = v.d_loss(r, f)
+            opt_d.zero_grad()
+            scaler.scale(loss_d).backward()
+            torch.cuda.set_sync_debug_mode("error")
+            try:
+                mon.discriminator_step(loss=loss_d, real_out=r, fake_out=f)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+            scaler.step(opt_d)
+            scaler.update()
+            out = D(G(torch.randn(64, 4, device="cuda")))
+            loss_g = v.g_loss(out, out.detach())
+            opt_g.zero_grad()
+            scaler.scale(loss_g).backward()
+            torch.cuda.set_sync_debug_mode("error")
+            try:
+                mon.generator_step(loss=loss_g, fake_out=out)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+            scaler.step(opt_g)
+            scaler.update()
+    m = load_run(tmp_path / "r").metrics
+    assert len(m) == 20 and (m[S.NONFINITE] == 0).all()

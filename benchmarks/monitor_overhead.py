@@ -1,0 +1,175 @@
+"""What the Monitor costs per step: the same small GAN loop, bare and monitored.
+
+Run it::
+
+    python benchmarks/monitor_overhead.py                      # CPU, 1 thread
+    python benchmarks/monitor_overhead.py --device cuda        # when a GPU is there
+
+The loop (MLP G and D on a 2-D ring of Gaussians, batch 128, Adam, one D step
+per G step) runs in three variants that are interleaved in blocks so that
+machine drift hits them alike: ``bare`` (no Monitor), ``core`` (the Monitor at
+its default config, without ``real=``/``fake=``, so no diversity metrics) and
+``full`` (with ``real=``/``fake=``: diversity every 100 steps and snapshots
+every 500, as a user's loop gets them). Each variant trains its own copy of
+the networks. On the CPU each block is timed in process time (time spent
+descheduled on a shared machine is not the Monitor's), on CUDA in wall time
+after a synchronize. The result goes to stdout (``--json`` for JSON): median
+microseconds per step, the median over rounds of monitored/bare, and the same
+ratio over each variant's fastest quarter of blocks. Progress goes to stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gandiag.monitor import Monitor, MonitorConfig
+
+VARIANTS = ("bare", "core", "full")
+
+
+def mlp(n_in: int, n_out: int, width: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(n_in, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, n_out))
+
+
+def ring(n: int, device: torch.device) -> torch.Tensor:
+    angle = torch.randint(0, 8, (n,)) * (2 * math.pi / 8)
+    centres = torch.stack([angle.cos(), angle.sin()], 1) * 2
+    return (centres + 0.02 * torch.randn(n, 2)).to(device)
+
+
+class Loop:
+    """One variant's networks, optimizers and (for core/full) Monitor."""
+
+    def __init__(self, variant: str, G: nn.Module, D: nn.Module, args, run_dir: Path):
+        self.variant = variant
+        self.G, self.D = copy.deepcopy(G), copy.deepcopy(D)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), 2e-4, betas=(0.5, 0.999))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), 2e-4, betas=(0.5, 0.999))
+        self.batch, self.z_dim = args.batch, args.z_dim
+        self.device = torch.device(args.device)
+        self.mon = None
+        if variant != "bare":
+            self.mon = Monitor(self.G, self.D, run_dir / variant, d_output="logits", config=MonitorConfig())
+        self.with_data = variant == "full"
+
+    def run(self, data: torch.Tensor, steps: int) -> None:
+        G, D, mon, b = self.G, self.D, self.mon, self.batch
+        for _ in range(steps):
+            x = data[torch.randint(0, data.shape[0], (b,), device=self.device)]
+            fake = G(torch.randn(b, self.z_dim, device=self.device))
+            d_real, d_fake = D(x), D(fake.detach())
+            loss_d = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            if mon is not None:
+                mon.discriminator_step(loss=loss_d, real_out=d_real, fake_out=d_fake, real=x if self.with_data else None)
+            self.opt_d.step()
+
+            d_gen = D(fake)
+            loss_g = F.softplus(-d_gen).mean()
+            self.opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            if mon is not None:
+                mon.generator_step(loss=loss_g, fake_out=d_gen, fake=fake if self.with_data else None)
+            self.opt_g.step()
+
+    def close(self) -> None:
+        if self.mon is not None:
+            self.mon.close()
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads for every variant (default 1)")
+    p.add_argument("--block", type=int, default=100, help="steps per timed block (default 100: two flushes, one diversity)")
+    p.add_argument("--repeats", type=int, default=30, help="timed blocks per variant (default 30)")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--width", type=int, default=128)
+    p.add_argument("--z-dim", type=int, default=8)
+    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {VARIANTS}")
+    p.add_argument("--wall", action="store_true", help="time the CPU by wall clock, not process time")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = p.parse_args(argv)
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown or "bare" not in variants:
+        p.error(f"Expected --variants from {VARIANTS}, including bare, but got {args.variants!r}")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        p.error(f"Expected --device cpu or cuda (cuda:N) but got {args.device!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        p.error("Expected a CUDA device for --device cuda but torch sees none")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    G = mlp(args.z_dim, 2, args.width).to(device)
+    D = nn.Sequential(mlp(2, 1, args.width), nn.Flatten(0)).to(device)
+    data = ring(100_000, device)
+
+    # On the CPU, process time: on a shared machine, time spent descheduled is not
+    # the Monitor's cost. On CUDA, wall time, since the GPU runs asynchronously.
+    clock = time.process_time if device.type == "cpu" and not args.wall else time.perf_counter
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    with tempfile.TemporaryDirectory() as tmp:
+        loops = {v: Loop(v, G, D, args, Path(tmp)) for v in variants}
+        for v in variants:  # warm-up: allocator, first diversity evaluator, lazy inits
+            loops[v].run(data, args.block)
+        sync(device)
+        for r in range(args.repeats):
+            # Rotate the order each round so no variant always runs first.
+            order = variants[r % len(variants):] + variants[: r % len(variants)]
+            for v in order:
+                sync(device)
+                t0 = clock()
+                loops[v].run(data, args.block)
+                sync(device)
+                times[v].append((clock() - t0) / args.block)
+            print(f"round {r + 1}/{args.repeats}: " + ", ".join(f"{v} {times[v][-1] * 1e6:.0f} us" for v in variants),
+                  file=sys.stderr)
+        for lp in loops.values():
+            lp.close()
+
+    med = {v: statistics.median(t) for v, t in times.items()}
+    # Ratio per round (paired blocks), then the median: robust to slow rounds.
+    paired = {v: statistics.median(a / b for a, b in zip(times[v], times["bare"])) for v in variants if v != "bare"}
+    # On a shared machine other processes only ever add time, so the fastest
+    # quarter of each variant's blocks is the nearest to its own cost.
+    fast = {v: statistics.quantiles(t, n=4)[0] if len(t) >= 4 else min(t) for v, t in times.items()}
+    quartile = {v: fast[v] / fast["bare"] for v in paired}
+    result = {
+        "device": str(device), "threads": args.threads, "clock": clock.__name__, "block": args.block,
+        "repeats": args.repeats, "us_per_step": {v: round(m * 1e6, 1) for v, m in med.items()},
+        "ratio_to_bare": {v: round(r, 4) for v, r in paired.items()},
+        "ratio_to_bare_lower_quartile": {v: round(r, 4) for v, r in quartile.items()},
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"device {device}, {args.threads} thread(s), {clock.__name__}, {args.repeats} x {args.block} steps per variant")
+        for v in variants:
+            extra = f"   monitored/bare = {paired[v]:.3f} (lower quartiles: {quartile[v]:.3f})" if v in paired else ""
+            print(f"  {v:5s} {med[v] * 1e6:8.1f} us/step{extra}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
