@@ -23,6 +23,7 @@ from gandiag.losses import LOSSES
 from gandiag.report import text_summary, write_report
 from gandiag.rundir import RunDirError
 from gandiag.train import TrainConfig, sweep
+from gandiag.zoo.scenarios import TIERS
 
 _DEFAULT = TrainConfig()
 
@@ -127,8 +128,8 @@ def report(run_dirs, out, as_json, fail_on):
 
 
 @main.command()
-@click.option("--tier", type=click.Choice(["quick", "full"]), default="quick", show_default=True,
-              help="quick: the CI set (about 3 minutes); full: more seeds and settings.")
+@click.option("--tier", type=click.Choice(list(TIERS)), default="quick", show_default=True,
+              help="quick: the CI set (1-2 minutes on 2 CPU cores with --jobs 2); full: more seeds and settings.")
 @click.option("-o", "--out", type=click.Path(file_okay=False), required=True,
               help="Folder for the scenario runs, zoo_results.json and zoo_report.md.")
 @click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True, help="Scenarios run in parallel.")
@@ -138,7 +139,8 @@ def zoo(tier, out, jobs, reuse, as_json):
     """Run labelled healthy and pathological scenarios and score every finding kind."""
     from gandiag.zoo import evaluate_zoo, text_summary
 
-    command = f"gandiag zoo --tier {tier} -o {out}" + (f" --jobs {jobs}" if jobs > 1 else "")
+    command = (f"gandiag zoo --tier {tier} -o {out}" + (f" --jobs {jobs}" if jobs > 1 else "")
+               + (" --reuse" if reuse else ""))
     try:
         summary = evaluate_zoo(tier, out, jobs=jobs, reuse=reuse, command=command)
     except (ValueError, FileExistsError) as exc:

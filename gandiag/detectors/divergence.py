@@ -9,11 +9,25 @@ to the end of the run:
   gap in a metric logged on a cadence is only a step it was not logged on);
   values on a step a GradScaler skipped for that network do not count;
 - a gradient norm or |loss| explodes: its rolling median rises a set factor
-  above its level in the first part of the run, for several points in a row;
+  above its level in the first part of the run, for several points in a row
+  (for a gradient norm that level is the early peak, not the early median: a G
+  whose gradient vanished against a saturated D right after the start and then
+  recovers is not exploding; the zoo's minimax runs against a strong D do this);
+- D's raw logits run away: ``d_out_min``/``d_out_max`` beyond ``max_logit`` in
+  magnitude for several points in a row (logits only), which also catches a run
+  that blows up inside the early window the explosion test compares against;
 - an outward spiral: a loss or ``d_fake`` cycles (as the oscillation detector
   measures it) with a swing that grows from the first to the last third and is
   still growing at the end. The oscillation detector stays silent on such a
-  cycle, so a spiral is reported once, here.
+  cycle, so a spiral is reported once, here;
+- an outward spiral whose period lengthens as it grows (logits and probs): D's
+  verdict on the fakes, the logit of the smoothed ``d_fake``, swings from one
+  side (beyond ``chirp_hysteresis``) to the other at least
+  ``chirp_min_half_cycles`` times, and the largest swing of the last third of
+  those half-cycles is ``spiral_growth`` times that of the first third and
+  ``spiral_late_growth`` times that of the middle third. The simultaneous
+  Dirac-GAN spirals like this: each turn is slower than the last (sign changes
+  at steps 12, 52, 101, 171, 303), so the autocorrelation finds no stable period.
 """
 from __future__ import annotations
 
@@ -23,8 +37,18 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from gandiag.detectors.base import Detector, DetectorConfig, Finding, count, fraction, ratio, register_detector
+from gandiag.detectors.base import (
+    Detector,
+    DetectorConfig,
+    Finding,
+    count,
+    fraction,
+    positive,
+    ratio,
+    register_detector,
+)
 from gandiag.detectors.series import (
+    aligned,
     finite_series,
     median_spacing,
     periodicity,
@@ -36,6 +60,8 @@ from gandiag.detectors.series import (
 from gandiag.rundir import Run
 from gandiag.schema import (
     D_FAKE,
+    D_OUT_MAX,
+    D_OUT_MIN,
     GRAD_NORM_D,
     GRAD_NORM_G,
     LOSS_D,
@@ -68,6 +94,10 @@ class DivergenceConfig(DetectorConfig):
     explode_min_points: int = count(5)
     # Fewer points than this give no early level worth comparing with.
     min_points: int = count(20)
+    # float32 rounds sigmoid(17) to exactly 1, so a logit of 1,000 is far past any
+    # meaningful confidence: D's weights have run away. The zoo's non-diverged runs
+    # peak at |logit| 162, its lr-0.5 runs reach 1e9-1e10.
+    max_logit: float = positive(1000.0)
     # The spiral test measures cycles like OscillationConfig; the next six fields mean
     # the same there and share its defaults (see oscillation.py for why).
     spiral_min_points: int = count(100)
@@ -82,6 +112,12 @@ class DivergenceConfig(DetectorConfig):
     # ...and still 1.1x over the last third: a cycle that switched on mid-run and then
     # held a steady size is an oscillation, not a spiral.
     spiral_late_growth: float = ratio(1.1)
+    # A half-cycle of D's verdict counts once the fakes' logit passes +-0.5 (D(G(z))
+    # beyond 0.38-0.62): smaller wobbles around 0.5 are minibatch noise.
+    chirp_hysteresis: float = positive(0.5)
+    # Four full turns: fewer cannot tell growth from a single large excursion. The
+    # zoo's trained runs swing through at most 5 half-cycles, the Dirac-GAN 11-29.
+    chirp_min_half_cycles: int = count(8)
 
 
 @register_detector
@@ -104,7 +140,10 @@ class Divergence(Detector):
                 at = min((e[0] for e in events), default=span[1] if span else 0)
             events.append((at, "status", {"status": "diverged"}, f"the run was marked diverged at step {at}"))
         events += self._explosions(run)
+        events += self._runaway_logits(run)
         events += self._spirals(run)
+        if not any(e[1] == "spiral" for e in events):
+            events += self._chirps(run)
         if not events:
             return []
 
@@ -125,7 +164,7 @@ class Divergence(Detector):
             is_loss = name in LOSSES
             smooth = rolling_median(np.abs(values), c.smooth_window)
             early = slice(0, max(c.smooth_window, int(round(c.baseline_fraction * len(values)))))
-            baseline = float(np.median(smooth[early]))
+            baseline = float(np.median(smooth[early])) if is_loss else float(np.max(smooth[early]))
             if is_loss:
                 # A loss that starts near 0 would make any later size look explosive;
                 # its early noise sets the floor of the baseline.
@@ -153,6 +192,56 @@ class Divergence(Detector):
             )
             events.append((int(steps[a]), "exploding", evidence, what))
         return events
+
+    def _runaway_logits(self, run: Run) -> list[tuple]:
+        c = self.config
+        if run.d_output != "logits":
+            return []
+        out = aligned(run, [D_OUT_MIN, D_OUT_MAX])
+        if out.empty:
+            return []
+        size = np.maximum(out[D_OUT_MIN].abs().to_numpy(), out[D_OUT_MAX].abs().to_numpy())
+        runs = sustained_runs(size >= c.max_logit, c.explode_min_points)
+        if not runs:
+            return []
+        a, b = runs[0]
+        at = int(out.index[a])
+        evidence = {"metric": "d_out_max", "value": float(np.median(size[a : b + 1])), "max_logit": c.max_logit}
+        what = (f"D's logits reached |{evidence['value']:.3g}| from step {at} (threshold {c.max_logit:g}), "
+                f"so D's weights have run away")
+        return [(at, "runaway_logits", evidence, what)]
+
+    def _chirps(self, run: Run) -> list[tuple]:
+        c = self.config
+        if run.d_output == "critic":
+            return []
+        steps, d_fake = finite_series(run, D_FAKE)
+        if len(d_fake) < c.spiral_min_points:
+            return []
+        p = np.clip(rolling_median(d_fake, c.spiral_smooth_window), 1e-6, 1 - 1e-6)
+        verdict = np.log(p / (1 - p))
+        swings, starts = _half_cycles(verdict, c.chirp_hysteresis)
+        if len(swings) < c.chirp_min_half_cycles:
+            return []
+        first, middle, last = (part.max() for part in np.array_split(swings, 3))
+        growth, late = last / first, last / middle
+        if growth < c.spiral_growth or late < c.spiral_late_growth:
+            return []
+        at = int(steps[starts[int(np.argmax(swings >= c.spiral_growth * first))]])
+        evidence = {
+            "metric": D_FAKE,
+            "half_cycles": int(len(swings)),
+            "growth": float(growth),
+            "spiral_growth": c.spiral_growth,
+            "late_growth": float(late),
+            "spiral_late_growth": c.spiral_late_growth,
+        }
+        what = (
+            f"D's verdict on the fakes flipped {len(swings)} times with swings (in logits) that grew {growth:.2g}x "
+            f"(threshold {c.spiral_growth:g}x) while each turn took longer, an outward spiral, as simultaneous "
+            f"gradient steps produce on the Dirac-GAN"
+        )
+        return [(at, "spiral", evidence, what)]
 
     def _spirals(self, run: Run) -> list[tuple]:
         c = self.config
@@ -186,6 +275,24 @@ class Divergence(Detector):
             )
             events.append((at, "spiral", evidence, what))
         return events
+
+
+def _half_cycles(x: np.ndarray, hysteresis: float) -> tuple[np.ndarray, list[int]]:
+    """Largest |x| of each stretch on one side of 0, a side counting once |x| > hysteresis,
+    and the position where each stretch began."""
+    swings, starts, side, peak = [], [], 0, 0.0
+    for i, v in enumerate(x):
+        now = 1 if v > hysteresis else (-1 if v < -hysteresis else 0)
+        if now and now != side:
+            if side:
+                swings.append(peak)
+            side, peak = now, abs(v)
+            starts.append(i)
+        elif side and np.sign(v) == side:
+            peak = max(peak, abs(v))
+    if side:
+        swings.append(peak)
+    return np.asarray(swings, dtype=float), starts
 
 
 def _nonfinite_events(run: Run) -> list[tuple]:

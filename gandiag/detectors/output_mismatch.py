@@ -8,7 +8,10 @@
 - declared "logits": every output of a sustained window lies in [0, 1]: D ends
   in a sigmoid, and the loss applies another. Warning. A healthy logit D's
   batch minimum and maximum straddle 0 as soon as it separates anything, so
-  requiring half the run keeps early small outputs from firing.
+  requiring half the run keeps early small outputs from firing. Outputs that
+  all sit within ``min_output`` of 0 are not counted: a logit D at chance
+  (the converged Dirac-GAN scores every input exactly 0) says nothing about a
+  sigmoid, while a probability D at chance outputs ~0.5.
 """
 from __future__ import annotations
 
@@ -37,6 +40,9 @@ class OutputMismatchConfig(DetectorConfig):
     # an early logit D can sit in a narrow positive band for a while.
     window_min_points: int = count(50)
     window_min_fraction: float = fraction(0.5)
+    # A sigmoid's outputs at chance are ~0.5; below 0.05 at the top the outputs are
+    # logits near 0 (a D at chance), not probabilities.
+    min_output: float = positive(0.05)
 
 
 @register_detector
@@ -77,7 +83,7 @@ class OutputMismatch(Detector):
         twice = (lo >= SIGMOID_0 - c.tolerance) & (hi <= SIGMOID_1 + c.tolerance)
         found = self._windows(run.d_output, steps, lo, hi, twice, "sigmoid applied twice")
         if run.d_output == "logits" and not found:
-            unit = (lo >= -c.tolerance) & (hi <= 1 + c.tolerance)
+            unit = (lo >= -c.tolerance) & (hi <= 1 + c.tolerance) & (hi >= c.min_output)
             found = self._windows(run.d_output, steps, lo, hi, unit, "probabilities declared as logits")
         return found
 

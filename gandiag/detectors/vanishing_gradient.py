@@ -11,12 +11,18 @@ the recorded points):
   more below its running peak. This one is scale-free and also covers critics.
 
 Windows of the decay rule that overlap a floor window are not reported twice.
+Points where D scores reals and fakes alike (smoothed |d_real - d_fake| at most
+``converged_gap``, probabilities only) do not count towards a decay window: a
+gradient that has shrunk because the game reached its equilibrium (the R1
+Dirac-GAN spirals into θ = ψ = 0, where every gradient is 0) is convergence,
+not a generator starved by a winning D.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from gandiag.detectors.base import (
     Detector,
@@ -30,7 +36,7 @@ from gandiag.detectors.base import (
 )
 from gandiag.detectors.series import finite_series, overlaps, rolling_median, sustained_runs
 from gandiag.rundir import Run
-from gandiag.schema import GRAD_NORM_G, LOGIT_GRAD_G
+from gandiag.schema import D_FAKE, D_REAL, GRAD_NORM_G, LOGIT_GRAD_G
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,10 @@ class VanishingGradientConfig(DetectorConfig):
     min_points: int = count(20)
     # A tenth of the recorded run: G must have lost a real share of its updates.
     min_fraction: float = fraction(0.1)
+    # D at chance: mean D(x) and D(G(z)) within 0.01. A starved G faces a D that
+    # separates: the zoo's frozen-G and strong-D minimax runs never get below a gap of
+    # 0.036; at an equilibrium (the R1 Dirac-GAN) the gap is 0 and so is every gradient.
+    converged_gap: float = fraction(0.01)
 
 
 @register_detector
@@ -95,6 +105,20 @@ class VanishingGeneratorGradient(Detector):
             found.append(self.finding("warning", int(steps[a]), int(steps[b]), evidence, message))
         return found
 
+    def _at_chance(self, run: Run, steps: np.ndarray) -> np.ndarray:
+        """Where D cannot tell reals from fakes (False for critics and where unrecorded)."""
+        c = self.config
+        if run.d_output == "critic":
+            return np.zeros(len(steps), dtype=bool)
+        gaps = []
+        for name in (D_REAL, D_FAKE):
+            s_steps, values = finite_series(run, name)
+            if len(values) == 0:
+                return np.zeros(len(steps), dtype=bool)
+            gaps.append(pd.Series(rolling_median(values, c.smooth_window), index=s_steps).reindex(steps).to_numpy())
+        gap = np.abs(gaps[0] - gaps[1])
+        return np.isfinite(gap) & (gap <= c.converged_gap)
+
     def _decay(self, run: Run) -> list[Finding]:
         c = self.config
         steps, norm = finite_series(run, GRAD_NORM_G)
@@ -106,6 +130,7 @@ class VanishingGeneratorGradient(Detector):
             fall = np.where(smooth > 0, peak / smooth, np.inf)
         # A norm that was zero from the start has no peak to decay from (see generator_gets_no_gradient).
         fall[peak <= 0] = 1.0
+        fall[self._at_chance(run, steps)] = 1.0
         found = []
         for a, b in sustained_runs(fall >= c.decay_ratio, c.min_points, c.min_fraction):
             k = int(np.argmax(smooth[: a + 1]))

@@ -98,3 +98,36 @@ def test_an_outward_spiral_fires(make_run, seed):
 
 def test_a_healthy_run_does_not_diverge(make_run, healthy):
     assert _detect(make_run(healthy(1))) == []
+
+
+def test_runaway_logits_fire_even_inside_the_early_window(make_run, healthy):
+    m = healthy(0)
+    m[S.D_OUT_MAX] = np.where(T >= 20, 3e6, m[S.D_OUT_MAX])  # blown up at step 20, before any baseline forms
+    (f,) = _detect(make_run(m))
+    assert f.evidence["reason"] == "runaway_logits" and f.start_step == 20
+    assert _detect(make_run(m, {"d_output": "critic"})) == []  # a critic's scores have no such bound
+
+
+def test_a_gradient_that_recovers_from_vanishing_is_not_exploding(make_run, healthy):
+    m = healthy(0)
+    # Vanishes right after the start (a saturated D), then recovers to 3x its first value.
+    m[S.GRAD_NORM_G] = np.where((T > 5) & (T < 500), 1e-4, 3.0) * np.exp(0.1 * np.random.default_rng(2).normal(size=T.size))
+    assert _detect(make_run(m)) == []
+
+
+def _chirp(amplitude, n=600):
+    # D's logit on the fakes turning ever more slowly (phase ~ sqrt(t)), as in the Dirac-GAN spiral.
+    t = np.arange(n)
+    phase = 2 * np.pi * np.sqrt(t / 12.0)
+    return 1 / (1 + np.exp(-amplitude(t) * np.sin(phase)))
+
+
+def test_a_spiral_that_slows_as_it_grows_fires(make_run):
+    (f,) = _detect(make_run({S.D_FAKE: _chirp(lambda t: 1 + t / 150)}))
+    assert f.evidence["reason"] == "spiral" and f.evidence["metric"] == S.D_FAKE
+    assert f.evidence["half_cycles"] >= 8 and f.evidence["growth"] >= 1.5
+
+
+def test_a_slowing_cycle_of_constant_size_is_not_a_spiral(make_run):
+    assert _detect(make_run({S.D_FAKE: _chirp(lambda t: np.full(t.shape, 2.0))})) == []
+    assert _detect(make_run({S.D_FAKE: _chirp(lambda t: 1 + t / 150)}, {"d_output": "critic"})) == []

@@ -67,3 +67,14 @@ def test_without_mode_metrics_low_diversity_ratio_fires(make_run):
     ratio = pd.Series(np.where(evals >= 400, 0.2, 0.9), index=evals)
     (f,) = _detect(make_run({S.LOSS_G: np.zeros(1000), S.DIV_RATIO: ratio}))
     assert f.start_step == 400 and f.end_step == 950
+
+
+def test_a_collapse_the_run_recovered_from_is_not_reported(make_run, healthy):
+    # Few modes for a stretch after warm-up, then all of them: the run's state is healthy.
+    m = healthy(0)
+    covered = m[S.DIV_MODES_COVERED]
+    covered[(covered.index >= 300) & (covered.index < 600)] = 2
+    assert _detect(make_run(m)) == []
+    covered[covered.index >= 800] = 2  # ...and collapsed again at the end: reported from 800
+    (f,) = _detect(make_run(m))
+    assert (f.start_step, f.end_step) == (800, 950)

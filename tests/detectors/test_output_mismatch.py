@@ -45,3 +45,10 @@ def test_valid_probs_and_critics_do_not_fire(make_run):
     probs = make_run(_outputs(np.full(1000, 0.02), np.full(1000, 0.98)), {"d_output": "probs"})
     critic = make_run(_outputs(np.full(1000, 0.2), np.full(1000, 0.6)), {"d_output": "critic"})
     assert OutputMismatch().detect(probs) == [] and OutputMismatch().detect(critic) == []
+
+
+def test_logits_all_near_zero_are_a_d_at_chance_not_probabilities(make_run):
+    # The converged Dirac-GAN: D scores the real point exactly 0 and the fakes ~0.
+    n = 400
+    run = make_run({S.D_OUT_MIN: np.zeros(n), S.D_OUT_MAX: np.full(n, 1e-3)})
+    assert OutputMismatch().detect(run) == []

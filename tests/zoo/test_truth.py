@@ -1,0 +1,85 @@
+"""Truth measurements and rules, and the trainer hooks the zoo relies on."""
+import math
+
+import pytest
+import torch
+
+from gandiag.data import load_dataset
+from gandiag.losses import get_loss
+from gandiag.rundir import load_run
+from gandiag.train import TrainConfig, initial_models, train
+from gandiag.zoo.scenarios import train_config
+from gandiag.zoo.truth import TruthProbe, TruthRecord, is_healthy, label
+
+
+def _record(n=40, **over):
+    base = dict(steps=list(range(0, 10 * n, 10)), g_grad=[1.0] * n, g_signal=[0.5] * n, d_acc=[0.6] * n,
+                d_real=[0.55] * n, d_fake=[0.45] * n, top_mode=[0] * n, top_share=[0.12] * n, finite=[True] * n,
+                weight_g=[10.0] * n, weight_d=[10.0] * n,
+                final={"finite": True, "modes_covered": 8.0, "modes_total": 8.0, "hq_share": 0.8})
+    base.update(over)
+    return TruthRecord(**base)
+
+
+def test_a_balanced_record_is_healthy():
+    kinds, onset, measured, undecided = label(_record())
+    assert kinds == set() and undecided == set() and is_healthy(measured)
+
+
+def test_each_rule_fires_on_its_own_measurement():
+    n = 40
+    assert label(_record(final={"finite": True, "modes_covered": 2.0, "modes_total": 8.0, "hq_share": 0.7}))[0] \
+        == {"mode_collapse"}
+    # Few modes but no data-like samples: coverage says nothing, the kind is undecided.
+    kinds, _, _, undecided = label(_record(final={"finite": True, "modes_covered": 0.0, "modes_total": 8.0,
+                                                  "hq_share": 0.01}))
+    assert "mode_collapse" not in kinds and undecided == {"mode_collapse"}
+    signal = [0.5] * 20 + [0.001] * 20
+    kinds, onset, _, _ = label(_record(g_signal=signal))
+    assert kinds == {"vanishing_generator_gradient"} and onset["vanishing_generator_gradient"] == 200
+    kinds, _, _, _ = label(_record(d_acc=[0.6] * 20 + [1.0] * 20, d_fake=[0.45] * 20 + [0.01] * 20))
+    assert kinds == {"discriminator_too_strong"}
+    kinds, _, _, _ = label(_record(weight_d=[10.0] * 30 + [500.0] * 10))
+    assert "divergence" in kinds
+    kinds, _, _, _ = label(_record(finite=[True] * (n - 1) + [False]))
+    assert kinds == {"divergence"}
+    hops = [i % 3 for i in range(n)]
+    assert "oscillation" in label(_record(top_mode=hops, top_share=[0.9] * n))[0]
+
+
+def test_a_short_dip_of_the_signal_is_not_a_vanishing_gradient():
+    assert label(_record(g_signal=[0.5] * 35 + [0.001] * 5))[0] == set()
+
+
+def test_freeze_g_after_stops_g_but_keeps_recording_its_gradient(tmp_path):
+    cfg = train_config(loss="minimax", data="ring8", seed=0, steps=40, batch_size=32, lr_g=1e-3, lr_d=1e-3,
+                       betas=(0.5, 0.999), d_steps=1, width=16, freeze_g_after=10)
+    ds = load_dataset("ring8", n=500)
+    seen = {}
+
+    def observer(step, G, D):
+        seen[step] = [p.detach().clone() for p in G.parameters()]
+
+    train(cfg, tmp_path / "run", dataset=ds, models=initial_models(ds, cfg), observer=observer)
+    assert not all(torch.equal(a, b) for a, b in zip(seen[0], seen[9]))   # G trained before the freeze
+    assert all(torch.equal(a, b) for a, b in zip(seen[9], seen[39]))       # ...and not after it
+    grad = load_run(tmp_path / "run").metrics["grad_norm_g"]
+    assert len(grad) == 40 and (grad > 0).all()
+
+
+def test_freeze_g_after_is_validated():
+    with pytest.raises(ValueError, match="freeze_g_after"):
+        TrainConfig(freeze_g_after=-1)
+    assert TrainConfig().freeze_g_after is None
+
+
+def test_probe_measures_the_live_networks_on_its_own_schedule(tmp_path):
+    ds = load_dataset("ring8", n=500)
+    cfg = train_config(loss="nonsaturating", data="ring8", seed=0, steps=20, batch_size=32, lr_g=1e-3,
+                       lr_d=1e-3, betas=(0.5, 0.999), d_steps=1, width=16)
+    probe = TruthProbe(ds, get_loss("nonsaturating"), every=5, steps=20, seed=0, n_fixed=64, n_final=256)
+    train(cfg, tmp_path / "run", dataset=ds, models=initial_models(ds, cfg), observer=probe)
+    rec = probe.finish()
+    assert rec.steps == [0, 5, 10, 15, 19]
+    assert all(math.isfinite(g) and g > 0 for g in rec.g_grad)
+    assert 0 <= rec.final["hq_share"] <= 1 and rec.final["modes_total"] == 8
