@@ -135,7 +135,10 @@ def report(run_dirs, out, as_json, fail_on):
 @click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True, help="Scenarios run in parallel.")
 @click.option("--reuse", is_flag=True, help="Keep scenario runs already recorded in --out; re-run only the detectors.")
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON instead of the summary.")
-def zoo(tier, out, jobs, reuse, as_json):
+@click.option("--fail-below", type=click.FloatRange(0, 1), default=None,
+              help="Exit 1 when a target kind's precision or recall, or the share of healthy runs "
+                   "without findings, is below this (over all scored scenarios). For CI.")
+def zoo(tier, out, jobs, reuse, as_json, fail_below):
     """Run labelled healthy and pathological scenarios and score every finding kind."""
     from gandiag.zoo import evaluate_zoo, text_summary
 
@@ -147,6 +150,13 @@ def zoo(tier, out, jobs, reuse, as_json):
         raise _Fail(str(exc)) from None
     click.echo(json.dumps(summary["scores"], indent=2) if as_json else text_summary(summary))
     click.echo(f"report: {Path(out) / 'zoo_report.md'}", err=True)
+    if fail_below is not None:
+        from gandiag.zoo import shortfalls
+
+        short = shortfalls(summary, fail_below)
+        if short:
+            click.echo(f"gandiag: zoo below {fail_below}: {'; '.join(short)}", err=True)
+            sys.exit(1)
 
 
 if __name__ == "__main__":

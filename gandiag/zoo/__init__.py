@@ -13,11 +13,11 @@ import os
 from pathlib import Path
 
 from gandiag.zoo import catalog  # noqa: F401  (importing it registers the scenarios)
-from gandiag.zoo.report import summarize, text_summary, write_zoo_report
+from gandiag.zoo.report import shortfalls, summarize, text_summary, write_zoo_report
 from gandiag.zoo.runner import run_zoo
 from gandiag.zoo.scenarios import SCENARIOS, TIERS, Scenario, register_scenario, select
 
-__all__ = ["SCENARIOS", "TIERS", "Scenario", "register_scenario", "select", "evaluate_zoo", "text_summary"]
+__all__ = ["SCENARIOS", "TIERS", "Scenario", "register_scenario", "select", "evaluate_zoo", "text_summary", "shortfalls"]
 
 
 def evaluate_zoo(tier: str, out: str | os.PathLike, *, jobs: int = 1, reuse: bool = False,

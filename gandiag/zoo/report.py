@@ -45,6 +45,26 @@ def summarize(zoo: ZooRun) -> dict:
             "scenarios": zoo.results, "targets": {"kinds": list(TARGET_KINDS), "min": TARGET}}
 
 
+def shortfalls(summary: dict, floor: float) -> list[str]:
+    """What falls below ``floor`` over all scored scenarios: precision or recall
+    of a target kind that has positives or findings, and the share of healthy
+    runs with no finding. Empty when everything meets it."""
+    s = summary["scores"]["all"]
+    short = []
+    for kind in TARGET_KINDS:
+        c = s["kinds"][kind]
+        if not (c["tp"] or c["fp"] or c["fn"]):
+            continue
+        for name in ("precision", "recall"):
+            v = c[name]
+            if v is None or (isinstance(v, float) and math.isnan(v)) or v < floor:
+                short.append(f"{kind} {name} {_fmt(v)}")
+    clean, healthy = s["healthy_clean"]
+    if healthy and clean / healthy < floor:
+        short.append(f"healthy runs without findings {clean}/{healthy}")
+    return short
+
+
 def _fmt(x: float) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
 

@@ -53,3 +53,14 @@ def test_report_files_hold_the_numbers(summary):
 def test_unknown_scenario_names_are_refused(tmp_path):
     with pytest.raises(ValueError, match="Expected scenario names"):
         run_zoo("quick", tmp_path, names=["no-such-scenario"])
+
+
+def test_shortfalls_name_what_is_below_the_floor(summary):
+    from gandiag.zoo.report import shortfalls
+
+    _, s = summary
+    assert shortfalls(s, 0.95) == []  # the fast scenarios meet the targets
+    broken = json.loads(json.dumps(s))
+    broken["scores"]["all"]["kinds"]["oscillation"]["recall"] = 0.5
+    broken["scores"]["all"]["healthy_clean"] = [1, 2]
+    assert shortfalls(broken, 0.95) == ["oscillation recall 0.50", "healthy runs without findings 1/2"]
