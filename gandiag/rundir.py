@@ -20,10 +20,12 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported where runs are read: recording does not need it
 
 FORMAT_NAME = "gandiag-run"
 FORMAT_VERSION = 1
@@ -54,6 +56,9 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     return value
+
+
+_STRICT_JSON = json.JSONEncoder(allow_nan=False)
 
 
 def _unjson(value: Any) -> Any:
@@ -102,8 +107,20 @@ class RunWriter:
         self._metrics = open(self.path / METRICS_FILE, "a", encoding="utf-8")
 
     def append(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        lines = []
         for row in rows:
-            self._metrics.write(json.dumps(_jsonable(dict(row))) + "\n")
+            # The usual row is finite floats: encoded as is. The strict encoder
+            # refuses NaN/Inf and types JSON lacks, so only such rows pay for
+            # _jsonable. Keys json spells unlike str() (True, False, None) go
+            # that way too; `in` finds them in O(1) (and sends key 1 along, harmlessly).
+            try:
+                if not isinstance(row, dict) or None in row or True in row or False in row:
+                    raise TypeError(type(row).__name__)
+                lines.append(_STRICT_JSON.encode(row))
+            except (ValueError, TypeError):
+                lines.append(json.dumps(_jsonable(dict(row))))
+        if lines:
+            self._metrics.write("\n".join(lines) + "\n")
         self._metrics.flush()
 
     def save_samples(self, step: int, samples: np.ndarray) -> None:
@@ -159,6 +176,8 @@ class Run:
     def series(self, name: str) -> pd.Series:
         """One metric with NaN rows dropped (empty if it was never recorded)."""
         if name not in self.metrics.columns:
+            import pandas as pd
+
             return pd.Series(dtype=float, name=name)
         return self.metrics[name].dropna()
 
@@ -175,6 +194,8 @@ class Run:
 
 
 def _read_metrics(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
     rows = []
     if path.exists():
         with open(path, encoding="utf-8") as fh:

@@ -468,3 +468,26 @@ def test_step_calls_never_synchronise_the_device(tmp_path):
             scaler.update()
     m = load_run(tmp_path / "r").metrics
     assert len(m) == 20 and (m[S.NONFINITE] == 0).all()
+
+
+def test_import_gandiag_and_monitor_leaves_plotting_unloaded():
+    # A training script pays only for what recording needs; the report's
+    # plotting stack loads when something of the report is used.
+    import subprocess
+    import sys
+
+    code = ("import sys, gandiag; gandiag.Monitor, gandiag.MonitorConfig, gandiag.load_run; "
+            "print(sorted(m for m in ('matplotlib', 'seaborn', 'sklearn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_public_name_resolves():
+    import gandiag
+    from gandiag.train import train
+
+    for name in gandiag.__all__:
+        assert getattr(gandiag, name) is not None, name
+    assert gandiag.train is train  # the function, not the gandiag.train module
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        gandiag.nope

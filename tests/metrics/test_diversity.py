@@ -197,3 +197,33 @@ def test_evaluator_validates(ring):
         ev(torch.zeros(10, 3))
     with pytest.raises(ValueError, match="more than k=5 fake samples"):
         ev(torch.zeros(5, 2))
+
+
+def test_blocked_distances_agree_with_whole_matrices(monkeypatch):
+    # Distances are reduced in row blocks; blocks of a few rows must give what
+    # whole cdist matrices give.
+    import gandiag.metrics.diversity as div
+
+    gen = torch.Generator().manual_seed(0)
+    real, fake, k = torch.randn(53, 3, generator=gen), torch.randn(47, 3, generator=gen) + 0.3, 4
+    whole_r = torch.cdist(real.double(), real.double()).fill_diagonal_(math.inf).kthvalue(k, dim=1).values
+    want = prdc(real, fake, k)
+    spread = diversity_ratio(real, fake)
+    monkeypatch.setattr(div, "_BLOCK_ENTRIES", 7 * 53)  # 7-row blocks, the last one short
+    assert torch.allclose(knn_radii(real, k), whole_r)
+    assert prdc(real, fake, k) == pytest.approx(want)
+    ev = DiversityEvaluator(real, k=k)
+    got = ev(fake)
+    assert got[DIV_RATIO] == pytest.approx(spread)
+    for key in (DIV_PRECISION, DIV_RECALL, DIV_DENSITY, DIV_COVERAGE):
+        assert got[key] == pytest.approx(want[key]), key
+
+
+def test_evaluator_agrees_with_the_functions(ring):
+    fake = _fresh(ring, 1000, 5)
+    real = ring.data[:1000]
+    got = DiversityEvaluator(real)(fake)
+    assert got[DIV_RATIO] == pytest.approx(diversity_ratio(real, fake), rel=1e-9)
+    want = prdc(real, fake)
+    for key in (DIV_PRECISION, DIV_RECALL, DIV_DENSITY, DIV_COVERAGE):
+        assert got[key] == want[key], key

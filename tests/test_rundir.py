@@ -1,0 +1,25 @@
+import json
+
+import numpy as np
+
+from gandiag.rundir import METRICS_FILE, RunWriter, _jsonable, load_run
+
+
+def test_append_writes_what_the_generic_conversion_writes(tmp_path):
+    # The fast path (finite floats, encoded as is) and the fallback must agree.
+    rows = [
+        {"step": 0, "loss_d": 0.5, "loss_g": 1e300, "zero": -0.0},
+        {"step": 1, "loss_d": float("nan"), "grad": float("inf"), "neg": -float("inf")},
+        {"step": 2, "a": np.float32(2.5), "b": np.float64(0.1), "n": np.int64(3)},
+        {"step": 3, "nested": [1.0, float("nan")], "t": (1, 2)},
+        {1: 2.0, True: 1.0, None: 3.0},
+    ]
+    w = RunWriter(tmp_path / "run", {})
+    w.append(rows)
+    w.append([])
+    w.close("completed")
+    text = (tmp_path / "run" / METRICS_FILE).read_text()
+    assert text == "".join(json.dumps(_jsonable(dict(r))) + "\n" for r in rows)
+    metrics = load_run(tmp_path / "run").metrics
+    assert np.isnan(metrics.loc[1, "loss_d"]) and metrics.loc[1, "grad"] == float("inf")
+    assert metrics.loc[2, "a"] == 2.5
