@@ -55,6 +55,7 @@ def test_configs_change_thresholds(make_run, healthy):
     m = healthy(0)
     evals = m[S.DIV_MODES_COVERED].index
     m[S.DIV_MODES_COVERED][evals >= 500] = 5
+    m[S.DIV_RECALL][evals >= 500] = 5 / 8  # a G on 5 of 8 modes reaches about 5/8 of the data
     assert analyze(make_run(m), kinds=["mode_collapse"]) == []
     strict = {"mode_collapse": ModeCollapseConfig(max_mode_fraction=0.7)}
     assert [f.kind for f in analyze(make_run(m), configs=strict)] == ["mode_collapse"]

@@ -13,6 +13,17 @@ def _with_modes(m, covered_after, from_step):
     covered = m[S.DIV_MODES_COVERED].copy()
     covered[covered.index >= from_step] = covered_after
     m[S.DIV_MODES_COVERED] = covered
+    return _consistent_recall(m)
+
+
+def _consistent_recall(m):
+    # A G on k of 8 modes reaches about k/8 of the real data: keep recall in step
+    # with the mode count, as in a real collapse.
+    recall = m[S.DIV_RECALL].copy()
+    covered = m[S.DIV_MODES_COVERED]
+    low = covered < 8
+    recall[low] = np.minimum(recall[low], covered[low] / 8)
+    m[S.DIV_RECALL] = recall
     return m
 
 
@@ -21,7 +32,7 @@ def test_a_falling_mode_count_fires_at_the_first_low_evaluation(make_run, health
     covered = m[S.DIV_MODES_COVERED]
     covered[(covered.index >= 500) & (covered.index < 600)] = 6
     covered[covered.index >= 600] = 2
-    (f,) = _detect(make_run(m))
+    (f,) = _detect(make_run(_consistent_recall(m)))
     assert f.kind == "mode_collapse" and f.severity == "warning"
     assert (f.start_step, f.end_step) == (600, 950)
     assert f.evidence["modes_covered_before"] == 8 and f.evidence["modes_covered_in_window"] == 2
@@ -74,7 +85,21 @@ def test_a_collapse_the_run_recovered_from_is_not_reported(make_run, healthy):
     m = healthy(0)
     covered = m[S.DIV_MODES_COVERED]
     covered[(covered.index >= 300) & (covered.index < 600)] = 2
-    assert _detect(make_run(m)) == []
+    assert _detect(make_run(_consistent_recall(m))) == []
     covered[covered.index >= 800] = 2  # ...and collapsed again at the end: reported from 800
-    (f,) = _detect(make_run(m))
+    (f,) = _detect(make_run(_consistent_recall(m)))
     assert (f.start_step, f.end_step) == (800, 950)
+
+
+
+def test_few_precise_modes_with_high_recall_is_not_collapse(make_run):
+    # G spread round the whole ring but not yet sharp: few modes hit within 3 sigma,
+    # yet its samples reach almost all the real data.
+    idx = np.arange(0, 2000, 100)
+
+    def run(recall):
+        return make_run({S.DIV_MODES_COVERED: pd.Series(2.0, index=idx), S.DIV_MODES_TOTAL: pd.Series(8.0, index=idx),
+                         S.DIV_RECALL: pd.Series(recall, index=idx), S.LOSS_G: np.zeros(2000)})
+
+    assert _detect(run(0.95)) == []
+    assert [f.kind for f in _detect(run(0.25))] == ["mode_collapse"]
