@@ -29,14 +29,22 @@ def find_run_dirs(paths: Sequence[str | os.PathLike]) -> list[Path]:
         p = Path(raw)
         if not p.is_dir():
             raise RunDirError(f"Expected a run directory but {str(p)!r} does not exist or is not a directory")
-        if (p / META_FILE).exists():
-            found.append(p)
-            continue
-        inner = sorted(c for c in p.iterdir() if (c / META_FILE).exists())
+        inner = _runs_below(p, depth=2)
         if not inner:
             raise RunDirError(f"Expected a run directory (with {META_FILE}) or a folder of them but {str(p)!r} holds neither")
         found.extend(inner)
-    return found
+    # The same run named twice (or inside two named folders) is reported once.
+    return list(dict.fromkeys(p.resolve() for p in found))
+
+
+def _runs_below(p: Path, depth: int) -> list[Path]:
+    # A run directory, or run directories up to `depth` folders down: a sweep
+    # folder, or `runs/` holding several sweeps.
+    if (p / META_FILE).exists():
+        return [p]
+    if depth == 0:
+        return []
+    return [r for c in sorted(p.iterdir()) if c.is_dir() for r in _runs_below(c, depth - 1)]
 
 
 @dataclass(frozen=True)
@@ -49,16 +57,20 @@ class Analysis:
     def kinds(self) -> set[str]:
         return {f["kind"] for fs in self.findings for f in fs}
 
+    def write_findings(self) -> None:
+        """Write each run's ``findings.json``."""
+        for run, fs in zip(self.runs, self.findings):
+            write_findings(run.path, fs)
+
 
 def analyze_runs(paths: Sequence[str | os.PathLike], *, write: bool = True) -> Analysis:
     """Load every run, run every detector on it, and (by default) write its
     ``findings.json``. All paths are read and checked before anything is written."""
     runs = [load_run(p) for p in find_run_dirs(paths)]
-    findings = [[f.to_dict() for f in analyze(run)] for run in runs]
+    result = Analysis(runs=runs, findings=[[f.to_dict() for f in analyze(run)] for run in runs])
     if write:
-        for run, fs in zip(runs, findings):
-            write_findings(run.path, fs)
-    return Analysis(runs=runs, findings=findings)
+        result.write_findings()
+    return result
 
 
 def check_kinds(kinds: Sequence[str]) -> list[str]:

@@ -44,11 +44,18 @@ def _split(value: str) -> list[str]:
 def _losses(value: str) -> list[str]:
     if value.strip() == "all":
         return list(LOSSES)
-    names = _split(value)
+    names = list(dict.fromkeys(_split(value)))
     bad = [n for n in names if n not in LOSSES]
     if bad or not names:
         raise _Fail(f"Expected --loss to be 'all' or names from {sorted(LOSSES)} but got {value!r}")
     return names
+
+
+def _flag_names(message: str) -> str:
+    # TrainConfig speaks of its fields; on the command line they are flags.
+    for name in ("steps", "batch_size", "lr_g", "lr_d", "d_steps", "threads", "seed"):
+        message = message.replace(f"Expected {name} ", f"Expected --{name.replace('_', '-')} ")
+    return message
 
 
 def _seeds(value: str) -> list[int]:
@@ -56,9 +63,9 @@ def _seeds(value: str) -> list[int]:
         seeds = [int(s) for s in _split(value)]
     except ValueError:
         raise _Fail(f"Expected --seeds to be integers like '0,1,2' but got {value!r}") from None
-    if not seeds or any(s < 0 for s in seeds):
-        raise _Fail(f"Expected --seeds to be integers >= 0 but got {value!r}")
-    return seeds
+    if not seeds or any(not 0 <= s < 2**63 for s in seeds):
+        raise _Fail(f"Expected --seeds to be integers in [0, 2**63) but got {value!r}")
+    return list(dict.fromkeys(seeds))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -86,7 +93,7 @@ def main():
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def run(loss, data, seeds, steps, batch_size, lr_g, lr_d, d_steps, device, threads, out, quiet):
     """Train small GANs under each loss variant with matched seeds, and analyse them."""
-    losses, seed_list, datasets = _losses(loss), _seeds(seeds), _split(data)
+    losses, seed_list, datasets = _losses(loss), _seeds(seeds), list(dict.fromkeys(_split(data)))
     if not datasets:
         raise _Fail(f"Expected --data to name a data set but got {data!r}")
     try:
@@ -94,8 +101,8 @@ def run(loss, data, seeds, steps, batch_size, lr_g, lr_d, d_steps, device, threa
                        d_steps=d_steps, device=device, threads=threads, loss=losses[0], seed=seed_list[0])
         sweep_dir = Path(out) / time.strftime("%Y%m%d-%H%M%S")
         result = sweep(losses, datasets, seed_list, base, sweep_dir, progress=not quiet)
-    except (ValueError, DataError, FileExistsError) as exc:
-        raise _Fail(str(exc)) from None
+    except (ValueError, DataError, OSError) as exc:
+        raise _Fail(_flag_names(str(exc))) from None
     for rd in result.run_dirs:
         click.echo(str(rd))
     click.echo(f"sweep: {result.out}  (next: gandiag report {result.out})", err=True)
@@ -111,11 +118,13 @@ def report(run_dirs, out, as_json, fail_on):
     """Analyse run directories (or sweep folders) and write one HTML report."""
     try:
         fail_kinds = check_kinds(_split(fail_on))
-        result = analyze_runs(run_dirs)
-    except (RunDirError, ValueError) as exc:
+        result = analyze_runs(run_dirs, write=False)
+        # The report reads the sample files; only once it is written do the runs get findings.json.
+        path = write_report(result.runs, result.findings, out=out,
+                            descriptions={k: cls.description for k, cls in DETECTORS.items()})
+        result.write_findings()
+    except (RunDirError, ValueError, OSError) as exc:
         raise _Fail(str(exc)) from None
-    path = write_report(result.runs, result.findings, out=out,
-                        descriptions={k: cls.description for k, cls in DETECTORS.items()})
     if as_json:
         click.echo(json.dumps({str(r.path): fs for r, fs in zip(result.runs, result.findings)}, indent=2))
     else:

@@ -279,7 +279,9 @@ def _read_array(path: Path) -> np.ndarray:
         # allow_pickle=False: a data file must never be able to run code.
         loaded = np.load(path, allow_pickle=False)
     except Exception as exc:  # numpy raises several types for a bad file
-        raise DataError(f"Expected a readable {path.suffix} file but got {str(path)!r} ({exc})") from exc
+        # numpy's own text (e.g. about pickled data) would point the user the wrong way.
+        raise DataError(f"Expected a numeric array saved with numpy in {str(path)!r} but it could not be read "
+                        f"({type(exc).__name__})") from None
     if isinstance(loaded, np.ndarray):
         return loaded
     with loaded:

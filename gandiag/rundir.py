@@ -182,15 +182,22 @@ class Run:
         return self.metrics[name].dropna()
 
     def load_samples(self, step: int) -> np.ndarray:
-        return np.load(self.samples[step])
+        return _load_array(self.samples[step])
 
     def load_real(self) -> np.ndarray | None:
         p = self.path / REAL_FILE
-        return np.load(p) if p.exists() else None
+        return _load_array(p) if p.exists() else None
 
     def findings(self) -> list[dict] | None:
         p = self.path / FINDINGS_FILE
         return json.loads(p.read_text()) if p.exists() else None
+
+
+def _load_array(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise RunDirError(f"Expected a numeric .npy array in {path} but it could not be read ({type(exc).__name__})") from None
 
 
 def _read_metrics(path: Path) -> pd.DataFrame:
@@ -198,14 +205,21 @@ def _read_metrics(path: Path) -> pd.DataFrame:
 
     rows = []
     if path.exists():
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    # Only a torn final line (a run killed mid-write) is expected here.
-                    continue
-                rows.append({k: _unjson(v) for k, v in row.items()})
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                if number == len(lines):
+                    continue  # a torn final line: the run was killed mid-write
+                raise RunDirError(f"Expected one JSON object per line in {path} but line {number} is not JSON") from None
+            if not isinstance(row, dict) or not isinstance(row.get("step"), int) or isinstance(row.get("step"), bool):
+                raise RunDirError(
+                    f"Expected each line of {path} to be an object with an integer 'step' but line {number} is {line[:60]!r}"
+                )
+            rows.append({k: _unjson(v) for k, v in row.items()})
     if not rows:
         return pd.DataFrame(index=pd.Index([], name="step", dtype=int))
     df = pd.DataFrame.from_records(rows)

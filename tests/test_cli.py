@@ -21,7 +21,7 @@ def _one_line_error(result, phrase):
 @pytest.mark.parametrize("args,phrase", [
     (["--loss", "foo"], "'minimax'"),
     (["--data", "nope"], "'ring8'"),
-    (["--steps", "0"], "steps to be an integer >= 1 but got 0"),
+    (["--steps", "0"], "Expected --steps to be an integer >= 1 but got 0"),
     (["--seeds", "a,b"], "Expected --seeds"),
 ])
 def test_bad_run_input_is_one_line_and_writes_nothing(cli, tmp_path, args, phrase):
@@ -68,3 +68,22 @@ def test_run_then_report_end_to_end(cli, tmp_path):
     assert cli.invoke(main, ["report", sweep, "--out", str(out), "--fail-on", absent]).exit_code == 0
     if kinds:
         assert cli.invoke(main, ["report", sweep, "--out", str(out), "--fail-on", sorted(kinds)[0]]).exit_code == 1
+
+
+def test_report_finds_sweeps_inside_runs_once_and_writes_nothing_on_a_bad_sample(cli, tmp_path):
+    runs = tmp_path / "runs"
+    res = cli.invoke(main, ["run", "--loss", "minimax,minimax", "--seeds", "0,0", "--steps", "5", "--out", str(runs), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert len(res.stdout.split()) == 1  # duplicates are trained once
+    sweep = next(runs.iterdir())
+    run_dir = next(sweep.iterdir())
+    # runs/ holds a sweep folder: its run is found, and naming it twice reports it once
+    out = cli.invoke(main, ["report", str(runs), str(sweep), "--out", str(tmp_path / "r.html"), "--json"])
+    assert out.exit_code == 0, out.output
+    assert list(json.loads(out.stdout)) == [str(run_dir.resolve())]
+    (run_dir / "findings.json").unlink()
+    snap = next((run_dir / "samples").iterdir())
+    snap.write_bytes(b"not an array")
+    bad = cli.invoke(main, ["report", str(run_dir), "--out", str(tmp_path / "r2.html")])
+    _one_line_error(bad, "")
+    assert not (run_dir / "findings.json").exists() and not (tmp_path / "r2.html").exists()
