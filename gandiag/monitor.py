@@ -151,7 +151,7 @@ def _check_scaler(scaler: Any) -> None:
 
 
 def check_arguments(generator: Any, discriminator: Any, run_dir: Any, d_output: Any, *, config: Any = None,
-                    evaluator: Any = None, grad_scaler: Any = None) -> None:
+                    evaluator: Any = None, grad_scaler: Any = None, sampler: Any = None) -> None:
     """Raise :class:`MonitorUsageError` for arguments a :class:`Monitor` cannot
     use; integrations call it where they take the Monitor's arguments."""
     for name, mod in (("generator", generator), ("discriminator", discriminator)):
@@ -165,6 +165,8 @@ def check_arguments(generator: Any, discriminator: Any, run_dir: Any, d_output: 
         raise MonitorUsageError(f"Expected run_dir= to be a path but got {type(run_dir).__name__}")
     if evaluator is not None and not callable(evaluator):
         raise MonitorUsageError(f"Expected evaluator= to be callable but got {type(evaluator).__name__}")
+    if sampler is not None and not callable(sampler):
+        raise MonitorUsageError(f"Expected sampler= to be callable but got {type(sampler).__name__}")
     if grad_scaler is not None:
         _check_scaler(grad_scaler)
 
@@ -434,6 +436,11 @@ class Monitor:
         grad_scaler: the ``torch.amp.GradScaler`` that scales both losses, if
             the loop uses mixed precision. Every recorded backward must then be
             on ``scaler.scale(loss)``.
+        sampler: optional ``() -> samples`` that draws fresh samples from the
+            current G (e.g. ``lambda: G(z_fixed)``). When given, the diversity
+            metrics are measured on its output, one G, instead of on the last
+            ``fake=`` batches, which mix several recent G's: a G that hops
+            between modes from step to step looks diverse in the mixture.
 
     Example:
         >>> with gandiag.Monitor(G, D, "runs/my-gan") as mon:
@@ -456,9 +463,11 @@ class Monitor:
         evaluator: Callable[[Tensor], Mapping[str, float]] | None = None,
         overwrite: bool = False,
         grad_scaler: Any = None,
+        sampler: Callable[[], Tensor] | None = None,
     ):
         check_arguments(generator, discriminator, run_dir, d_output, config=config, evaluator=evaluator,
-                        grad_scaler=grad_scaler)
+                        grad_scaler=grad_scaler, sampler=sampler)
+        self._sampler = sampler
         config = config or MonitorConfig()
         generator, discriminator = _unwrap(generator), _unwrap(discriminator)
         self.config = config
@@ -919,7 +928,11 @@ class Monitor:
         evaluator = self._get_evaluator()
         if evaluator is None or not self._fakes:
             return
-        fakes = torch.cat(list(self._fakes))[-self.config.n_eval:].float()
+        if self._sampler is not None:
+            with torch.no_grad():
+                fakes = self._sampler().detach().float()
+        else:
+            fakes = torch.cat(list(self._fakes))[-self.config.n_eval:].float()
         if not torch.isfinite(fakes).all():
             return
         self._div_rows[step] = {k: float(v) for k, v in evaluator(fakes).items()}

@@ -158,8 +158,13 @@ def _train(config, run_dir, dataset, models, on_step, observer=None) -> Path:
 
     run_config = {**asdict(config), "source": "gandiag run", "device": str(device), "variant": variant.description,
                   "data_kind": dataset.kind, "sample_shape": list(dataset.sample_shape)}
+    # Diversity is measured on one fixed latent batch through the current G, like
+    # the zoo's truth, so a G hopping between modes from batch to batch is seen.
+    z_eval = torch.randn(config.monitor.n_eval, latent, generator=torch.Generator().manual_seed(40_000 + config.seed))
+    z_eval = z_eval.to(device)
     with Monitor(G, D, run_dir, d_output=variant.d_output, config=config.monitor,
-                 run_config=run_config, evaluator=dataset.evaluator(seed=config.seed)) as mon:
+                 run_config=run_config, evaluator=dataset.evaluator(seed=config.seed),
+                 sampler=lambda: G(z_eval)) as mon:
         for step in range(config.steps):
             for _ in range(config.d_steps):
                 x = batch()

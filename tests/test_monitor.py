@@ -491,3 +491,22 @@ def test_every_public_name_resolves():
     assert gandiag.train is train  # the function, not the gandiag.train module
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         gandiag.nope
+
+
+def test_sampler_feeds_the_diversity_metrics(tmp_path):
+    # With sampler=, diversity is measured on its samples (one G), not on the fake= batches.
+    G, D = nets()
+    seen = []
+
+    def evaluator(fake):
+        seen.append(fake.shape[0])
+        return {S.DIV_RATIO: float(fake[:, 0].mean())}
+
+    fixed = torch.full((7, 2), 3.0)
+    cfg = MonitorConfig(diversity_every=2)
+    with Monitor(G, D, tmp_path / "s", config=cfg, evaluator=evaluator, sampler=lambda: fixed) as mon:
+        loop(mon, G, D, 4)
+    assert seen == [7, 7]
+    assert (load_run(tmp_path / "s").series(S.DIV_RATIO) == 3.0).all()
+    with pytest.raises(MonitorUsageError, match="Expected sampler= to be callable but got int"):
+        Monitor(G, D, tmp_path / "t", sampler=3)
