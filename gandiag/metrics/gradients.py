@@ -66,9 +66,3 @@ class GradNorms:
             total = total / scale
             per_layer = per_layer / scale
         return total, per_layer
-
-
-def params_fingerprint(params: list[Tensor]) -> Tensor:
-    """Per-tensor norms of the weights: cheap, on device, and changed by any
-    optimizer step of realistic size."""
-    return torch.stack(torch._foreach_norm([p.detach() for p in params])).float()

@@ -72,10 +72,6 @@ class Confusion:
     def recall(self) -> float:
         return _ratio(self.tp, self.tp + self.fn)
 
-    @property
-    def support(self) -> int:
-        return self.tp + self.fn
-
     def to_dict(self) -> dict:
         return {"kind": self.kind, "tp": self.tp, "fp": self.fp, "fn": self.fn, "tn": self.tn,
                 "precision": self.precision, "recall": self.recall,
