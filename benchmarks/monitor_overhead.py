@@ -5,8 +5,14 @@ Run it from the repository root::
     PYTHONPATH=. python benchmarks/monitor_overhead.py                  # CPU, 1 thread
     PYTHONPATH=. python benchmarks/monitor_overhead.py --device cuda    # when a GPU is there
 
-The loop (MLP G and D on a 2-D ring of Gaussians, batch 128, Adam, one D step
-per G step) runs in three variants that are interleaved in blocks so that
+The loop is the one ``gandiag run`` trains by default, written out as a plain
+PyTorch loop: G and D from :func:`gandiag.models.build_models` at the default
+:class:`~gandiag.models.ModelConfig` (on ring8: MLPs 256 wide, 2 hidden layers,
+z of size 2), Adam at :class:`~gandiag.train.TrainConfig`'s learning rates and
+betas, its batch size, one D step per G step, the nonsaturating loss.
+``--width`` makes the networks smaller or larger and ``--data`` picks another
+registered data set (``digits`` gets the conv nets). It runs in three variants
+that are interleaved in blocks so that
 machine drift hits them alike: ``bare`` (no Monitor), ``core`` (the Monitor at
 its default config, without ``real=``/``fake=``, so no diversity metrics) and
 ``full`` (with ``real=``/``fake=``, as the README's three lines record: a
@@ -17,10 +23,10 @@ in process time, because time spent descheduled on a shared machine is not the
 Monitor's. On CUDA it is timed in wall time after a synchronize. Progress goes
 to stderr. The result goes to stdout (``--json`` for JSON), for example::
 
-    device cpu, 1 thread(s), process_time, 20 x 200 steps per variant
-      bare     2900.0 us/step
-      core     3000.0 us/step   monitored/bare = 1.034 (lower quartiles: 1.030)
-      full     3050.0 us/step   monitored/bare = 1.052 (lower quartiles: 1.045)
+    device cpu, 1 thread(s), process_time, ring8, width 256, 20 x 200 steps per variant
+      bare     4800.0 us/step
+      core     4900.0 us/step   monitored/bare = 1.021 (lower quartiles: 1.020)
+      full     4950.0 us/step   monitored/bare = 1.031 (lower quartiles: 1.030)
 
 How to read it:
 
@@ -39,7 +45,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import statistics
 import sys
 import tempfile
@@ -50,19 +55,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gandiag.data import DataError, load_dataset
+from gandiag.models import ModelConfig, build_models
 from gandiag.monitor import Monitor, MonitorConfig
+from gandiag.train import TrainConfig
 
 VARIANTS = ("bare", "core", "full")
-
-
-def mlp(n_in: int, n_out: int, width: int) -> nn.Module:
-    return nn.Sequential(nn.Linear(n_in, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, n_out))
-
-
-def ring(n: int, device: torch.device) -> torch.Tensor:
-    angle = torch.randint(0, 8, (n,)) * (2 * math.pi / 8)
-    centres = torch.stack([angle.cos(), angle.sin()], 1) * 2
-    return (centres + 0.02 * torch.randn(n, 2)).to(device)
 
 
 class Loop:
@@ -71,9 +69,10 @@ class Loop:
     def __init__(self, variant: str, G: nn.Module, D: nn.Module, args, run_dir: Path):
         self.variant = variant
         self.G, self.D = copy.deepcopy(G), copy.deepcopy(D)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), 2e-4, betas=(0.5, 0.999))
-        self.opt_d = torch.optim.Adam(self.D.parameters(), 2e-4, betas=(0.5, 0.999))
-        self.batch, self.z_dim = args.batch, args.z_dim
+        train = TrainConfig()
+        self.opt_g = torch.optim.Adam(self.G.parameters(), train.lr_g, betas=train.betas)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), train.lr_d, betas=train.betas)
+        self.batch, self.z_dim = args.batch, G.latent_dim
         self.device = torch.device(args.device)
         self.mon = None
         if variant != "bare":
@@ -118,9 +117,11 @@ def main(argv=None) -> int:
     p.add_argument("--block", type=int, default=200,
                    help="steps per timed block (default 200: four flushes, one diversity evaluation)")
     p.add_argument("--repeats", type=int, default=20, help="timed blocks per variant (default 20)")
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--width", type=int, default=128)
-    p.add_argument("--z-dim", type=int, default=8)
+    p.add_argument("--batch", type=int, default=TrainConfig().batch_size,
+                   help="batch size (default: gandiag run's, %(default)s)")
+    p.add_argument("--width", type=int, default=ModelConfig().width,
+                   help="hidden width of the networks (default: gandiag run's, %(default)s)")
+    p.add_argument("--data", default="ring8", help="a registered data set (default ring8)")
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {VARIANTS}")
     p.add_argument("--wall", action="store_true", help="time the CPU by wall clock, not process time")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -137,11 +138,15 @@ def main(argv=None) -> int:
         p.error(f"Expected --device cpu or cuda (cuda:N) but got {args.device!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
         p.error("Expected a CUDA device for --device cuda but torch sees none")
+    try:
+        dataset = load_dataset(args.data)
+        model = ModelConfig(width=args.width)
+    except (DataError, ValueError) as e:
+        p.error(str(e))
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    G = mlp(args.z_dim, 2, args.width).to(device)
-    D = nn.Sequential(mlp(2, 1, args.width), nn.Flatten(0)).to(device)
-    data = ring(100_000, device)
+    G, D = (net.to(device) for net in build_models(dataset, model))
+    data = dataset.data.to(device)
 
     # On the CPU, process time: on a shared machine, time spent descheduled is not
     # the Monitor's cost. On CUDA, wall time, since the GPU runs asynchronously.
@@ -174,7 +179,7 @@ def main(argv=None) -> int:
     fast = {v: statistics.quantiles(t, n=4)[0] if len(t) >= 4 else min(t) for v, t in times.items()}
     quartile = {v: fast[v] / fast["bare"] for v in paired}
     result = {
-        "device": str(device), "threads": args.threads, "clock": clock.__name__, "block": args.block,
+        "device": str(device), "threads": args.threads, "data": args.data, "width": args.width, "clock": clock.__name__, "block": args.block,
         "repeats": args.repeats, "us_per_step": {v: round(m * 1e6, 1) for v, m in med.items()},
         "ratio_to_bare": {v: round(r, 4) for v, r in paired.items()},
         "ratio_to_bare_lower_quartile": {v: round(r, 4) for v, r in quartile.items()},
@@ -182,7 +187,8 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"device {device}, {args.threads} thread(s), {clock.__name__}, {args.repeats} x {args.block} steps per variant")
+        print(f"device {device}, {args.threads} thread(s), {clock.__name__}, {args.data}, width {args.width}, "
+              f"{args.repeats} x {args.block} steps per variant")
         for v in variants:
             extra = f"   monitored/bare = {paired[v]:.3f} (lower quartiles: {quartile[v]:.3f})" if v in paired else ""
             print(f"  {v:5s} {med[v] * 1e6:8.1f} us/step{extra}")

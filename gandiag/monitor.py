@@ -481,12 +481,15 @@ class Monitor:
         self._d = _Net(discriminator)
         self._cols = self._columns()
         self._n_d = 1 + len(_D_COLS) + (len(self._d.layers) if config.layer_norms else 0)
-        # (name, position, optional) of the recorded D and G columns, for the rows built at flush.
-        self._row_spec = tuple(
-            [(c, i, c in _OPTIONAL) for i, c in enumerate(self._cols)
-             if not c.startswith("_") and (c in _D_COLS or c == S.D_STEPS or c.startswith(S.GRAD_NORM_D_LAYER)) == is_d]
-            for is_d in (True, False)
-        )
+        # Masks over the columns, for the rows built at flush: which are D's (the
+        # others are G's), which may be dropped where NaN, which are never written.
+        cols = np.asarray(self._cols, dtype=object)
+        self._is_d = np.array([c in _D_COLS or c == S.D_STEPS or c.startswith(S.GRAD_NORM_D_LAYER) for c in self._cols])
+        self._optional = np.isin(cols, _OPTIONAL)
+        self._public = ~np.char.startswith(cols.astype(str), "_")
+        self._i = {c: self._cols.index(c) for c in (S.D_STEPS, S.G_HAS_GRAD, "_nonfinite_d", "_nonfinite_g")}
+        # The columns whose presence varies from row to row, given the rest.
+        self._varying = np.flatnonzero(self._optional).tolist() + [self._i[S.D_STEPS], self._i[S.G_HAS_GRAD]]
 
         self.rank, self.world_size, self._group = _distributed()
         self.run_dir = Path(run_dir)
@@ -857,6 +860,37 @@ class Monitor:
             out[:, idx] = how(g[:, :, idx], 0)
         return out
 
+    def _row_dicts(self, m: np.ndarray, steps: list[int]) -> list[dict]:
+        """One dict per row of ``m``: the D columns where the row had a D step, the
+        G columns where it had a G step, optional columns only where measured."""
+        i = self._i
+        has_d, has_g = ~np.isnan(m[:, i[S.D_STEPS]]), ~np.isnan(m[:, i[S.G_HAS_GRAD]])
+        # NaN is kept where it means a blown-up value, dropped where it means "not measured".
+        keep = np.where(self._is_d, has_d[:, None], has_g[:, None]) & self._public
+        keep &= ~(self._optional & np.isnan(m))
+        bad = np.fmax(np.where(has_d, m[:, i["_nonfinite_d"]], 0.0), np.where(has_g, m[:, i["_nonfinite_g"]], 0.0))
+        if self.diverged_at is None and bad.any():
+            self.diverged_at = steps[int(np.flatnonzero(bad)[0])]
+        # Rows share a handful of column sets (e.g. every fingerprint_every-th row
+        # has d_moved_in_g_step): build each set's dicts with zip, not per value.
+        # A set is fixed by has_d, has_g and the optional columns kept: code those as bits.
+        varying = keep[:, self._varying]
+        code = varying @ (1 << np.arange(varying.shape[1]))
+        rows: list[dict] = [{}] * len(steps)
+        bad_list, div = bad.tolist(), self._div_rows
+        for c in np.unique(code).tolist():
+            idx = np.flatnonzero(code == c)
+            cols = np.flatnonzero(keep[idx[0]])
+            names = [self._cols[c] for c in cols]
+            for j, vals in zip(idx.tolist(), m[np.ix_(idx, cols)].tolist()):
+                row = {S.STEP: steps[j]}
+                row.update(zip(names, vals))
+                row[S.NONFINITE] = bad_list[j]
+                if div:
+                    row.update(div.pop(steps[j], {}))
+                rows[j] = row
+        return rows
+
     def flush(self) -> None:
         """Turn the buffered steps into rows, move them to the host and append them
         to the run directory. Under DDP, every rank must call it (the Monitor does,
@@ -868,25 +902,9 @@ class Monitor:
             m = self._matrix()
             if self.world_size > 1:
                 m = self._reduce_ranks(m)
-            values = m.tolist()
             steps = list(self._rows)
             self._rows.clear()
-            i_d, i_g, i_bad_d, i_bad_g = (self._cols.index(c) for c in (S.D_STEPS, S.G_HAS_GRAD, "_nonfinite_d", "_nonfinite_g"))
-            d_spec, g_spec = self._row_spec
-            for step, vals in zip(steps, values):
-                row = {S.STEP: step}
-                bad = 0.0
-                for present, spec, i_bad in ((vals[i_d], d_spec, i_bad_d), (vals[i_g], g_spec, i_bad_g)):
-                    if present != present:  # NaN: no D (or G) step in this row
-                        continue
-                    # NaN is kept where it means a blown-up value, dropped where it means "not measured".
-                    row.update({c: vals[i] for c, i, optional in spec if not optional or vals[i] == vals[i]})
-                    bad = max(bad, vals[i_bad])
-                row[S.NONFINITE] = bad
-                if bad and self.diverged_at is None:
-                    self.diverged_at = step
-                row.update(self._div_rows.pop(step, {}))
-                rows.append(row)
+            rows = self._row_dicts(m, steps)
         for step in sorted(self._div_rows):
             rows.append({S.STEP: step, **self._div_rows.pop(step)})
         if self._writer is not None:
