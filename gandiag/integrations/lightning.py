@@ -79,6 +79,9 @@ class GandiagCallback(Callback):
         run_config: anything describing the run, stored in ``meta.json``.
         evaluator: a callable ``fake -> dict`` of diversity metrics.
         overwrite: replace a run already in ``run_dir``.
+        sampler: optional ``() -> samples`` from the current G (e.g.
+            ``lambda: self.G(self.z_fixed)``), on which diversity is measured, as
+            for :class:`gandiag.monitor.Monitor`. It runs under ``torch.no_grad``.
 
     Example:
         >>> self.gandiag = GandiagCallback(self.G, self.D, run_dir="runs/gan")  # in __init__
@@ -97,8 +100,10 @@ class GandiagCallback(Callback):
         run_config: Mapping[str, Any] | None = None,
         evaluator: Callable[[Tensor], Mapping[str, float]] | None = None,
         overwrite: bool = False,
+        sampler: Callable[[], Tensor] | None = None,
     ):
-        check_arguments(generator, discriminator, run_dir, d_output, config=config, evaluator=evaluator)
+        check_arguments(generator, discriminator, run_dir, d_output, config=config, evaluator=evaluator,
+                        sampler=sampler)
         self.generator = generator
         self.discriminator = discriminator
         self.run_dir = run_dir
@@ -107,6 +112,7 @@ class GandiagCallback(Callback):
         self.run_config = run_config
         self.evaluator = evaluator
         self.overwrite = overwrite
+        self.sampler = sampler
         self._monitor: Monitor | None = None
 
     @property
@@ -139,7 +145,7 @@ class GandiagCallback(Callback):
         self._monitor = Monitor(
             self.generator, self.discriminator, self.run_dir, self.d_output, config=self.config,
             run_config={"source": "lightning", **dict(self.run_config or {})}, evaluator=self.evaluator,
-            overwrite=self.overwrite, grad_scaler=scaler,
+            overwrite=self.overwrite, grad_scaler=scaler, sampler=self.sampler,
         )
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

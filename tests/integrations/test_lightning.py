@@ -16,14 +16,15 @@ from gandiag.rundir import load_run  # noqa: E402
 
 
 class TinyGAN(L.LightningModule):
-    def __init__(self, run_dir, d_steps=2, automatic=False):
+    def __init__(self, run_dir, d_steps=2, automatic=False, **callback):
         super().__init__()
         self.automatic_optimization = automatic
         torch.manual_seed(0)
         self.G = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
         self.D = nn.Sequential(nn.Linear(2, 16), nn.LeakyReLU(0.2), nn.Linear(16, 1), nn.Flatten(0))
         self.d_steps = d_steps
-        self.gandiag = GandiagCallback(self.G, self.D, run_dir=run_dir, config=MonitorConfig(flush_every=4))
+        self.gandiag = GandiagCallback(self.G, self.D, run_dir=run_dir,
+                                      **{"config": MonitorConfig(flush_every=4), **callback})
         self.iterations = 0
         self.sigmoids = []
 
@@ -75,6 +76,23 @@ def test_lightning_gan_is_recorded(tmp_path):
     assert run.meta["config"]["source"] == "lightning"
     with pytest.raises(MonitorUsageError, match="Expected a running trainer.fit"):
         model.gandiag.generator_step(loss=torch.tensor(0.0), fake_out=torch.zeros(2))
+
+
+def test_sampler_reaches_the_monitor(tmp_path):
+    # Diversity on the sampler's output: a constant batch's mean is known exactly.
+    fixed = torch.full((5, 2), 1.5)
+
+    def evaluator(fake):
+        assert fake.shape == (5, 2)
+        return {S.DIV_RATIO: float(fake.mean())}
+
+    model = TinyGAN(tmp_path / "run", config=MonitorConfig(flush_every=4, diversity_every=2),
+                    evaluator=evaluator, sampler=lambda: fixed)
+    trainer(max_steps=18).fit(model)
+    div = load_run(tmp_path / "run").series(S.DIV_RATIO)
+    assert list(div.index) == [0, 2, 4] and (div == 1.5).all()
+    with pytest.raises(MonitorUsageError, match="Expected sampler= to be callable but got int"):
+        GandiagCallback(nn.Linear(2, 2), nn.Linear(2, 1), run_dir=tmp_path / "x", sampler=3)
 
 
 class AutomaticGAN(TinyGAN):
