@@ -72,6 +72,16 @@ def _kinds_with_ranges(findings: list[dict]) -> str:
     return "; ".join(f"{kind} {', '.join(ranges)}" for kind, ranges in by_kind.items())
 
 
+def run_settings(run: Run) -> tuple[str, str]:
+    """Two short labels for what made ``run``: ``("loss=ns", "seed=0")`` for a run of
+    ``gandiag run``. A run recorded from someone's own loop has neither, so it gets
+    where it came from and D's declared output, e.g. ``("own loop", "d_output=probs")``."""
+    cfg = run.meta.get("config") or {}
+    if "loss" in cfg or "seed" in cfg:
+        return f"loss={cfg.get('loss', '?')}", f"seed={cfg.get('seed', '?')}"
+    return str(cfg.get("source", "own loop")), f"d_output={run.meta.get('d_output', '?')}"
+
+
 def text_summary(runs: Sequence[Run], findings: FindingsArg = None) -> str:
     """One line per run (name, loss, seed, status, findings with their step ranges),
     then the number of findings of each kind.
@@ -90,14 +100,13 @@ def text_summary(runs: Sequence[Run], findings: FindingsArg = None) -> str:
     per_run = findings_by_run(runs, findings)
     rows = []
     for run, fs in zip(runs, per_run):
-        cfg = run.meta.get("config") or {}
         if fs is None:
             tail = "not analysed"
         elif not fs:
             tail = "no findings"
         else:
             tail = f"{len(fs)} finding{'s' if len(fs) != 1 else ''}: {_kinds_with_ranges(fs)}"
-        rows.append((run.name, f"loss={cfg.get('loss', '?')}", f"seed={cfg.get('seed', '?')}", run.status, tail))
+        rows.append((run.name, *run_settings(run), run.status, tail))
     widths = [max((len(r[i]) for r in rows), default=0) for i in range(4)]
     lines = ["  ".join([*(c.ljust(w) for c, w in zip(r[:4], widths)), r[4]]) for r in rows]
 

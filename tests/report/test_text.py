@@ -1,6 +1,7 @@
 import pytest
 
 from gandiag.report import text_summary
+from gandiag.rundir import RunWriter, load_run
 
 
 def test_one_line_per_run_with_kinds_and_ranges(make_run, finding):
@@ -36,3 +37,15 @@ def test_unanalysed_run(make_run):
 def test_rejects_misaligned_findings(make_run):
     with pytest.raises(ValueError, match="one findings list per run"):
         text_summary([make_run(samples=None)], [[], []])
+
+
+def test_runs_of_own_loops_name_their_source_not_question_marks(tmp_path):
+    for name, meta in (("mine", {"config": {}, "d_output": "probs"}),
+                       ("lit", {"config": {"source": "lightning"}, "d_output": "critic"})):
+        w = RunWriter(tmp_path / name, meta)
+        w.append([{"step": 0, "loss_g": 1.0}])
+        w.close("completed")
+    lines = text_summary([load_run(tmp_path / "mine"), load_run(tmp_path / "lit")]).splitlines()
+    assert lines[0].split()[:4] == ["mine", "own", "loop", "d_output=probs"]
+    assert lines[1].split()[:3] == ["lit", "lightning", "d_output=critic"]
+    assert "?" not in lines[0] + lines[1]
