@@ -7,8 +7,10 @@ critic, where only the accuracy is used).
 - too strong: accuracy at least ``min_accuracy`` and, for probabilities, mean
   D(G(z)) at most ``max_fake_prob``, over a sustained window.
 - too weak: after warm-up, accuracy within ``chance_tolerance`` of 0.5 and, for
-  probabilities, |D(x) - D(G(z))| at most ``max_gap``, over a sustained window,
-  while the samples are bad. A healthy converged GAN sits at chance too, so the
+  probabilities, |D(x) - D(G(z))| at most ``max_gap`` (or, worse, D rating the
+  fakes more real than the reals by over ``max_gap`` at no better than chance
+  accuracy: a D too slow to follow G), over a sustained window, while the
+  samples are bad. A healthy converged GAN sits at chance too, so the
   samples decide: with ``div/hq_share`` or ``div/precision`` recorded, one of them
   must be low in the window (warning). Without either, the rule falls back to a
   D that was at chance on nearly the whole run from the start, which means it
@@ -134,10 +136,15 @@ class DiscriminatorTooWeak(Detector):
         if df.empty:
             return []
         steps = df.index.to_numpy(dtype=np.int64)
-        chance = np.abs(df[D_ACC].to_numpy() - 0.5) <= c.chance_tolerance
+        acc = df[D_ACC].to_numpy()
+        chance = np.abs(acc - 0.5) <= c.chance_tolerance
         if D_REAL in df and D_FAKE in df:
-            gap = np.abs(df[D_REAL].to_numpy() - df[D_FAKE].to_numpy())
-            chance &= np.isnan(gap) | (gap <= c.max_gap)
+            gap = df[D_REAL].to_numpy() - df[D_FAKE].to_numpy()
+            # Worse than chance counts too: a D that rates the fakes clearly *more* real
+            # than the reals (G has run past a D too slow to follow). The gap's sign is
+            # what says so: an accuracy of 0 from ties (every output exactly 0.5) is not that.
+            inverted = (acc <= 0.5 + c.chance_tolerance) & (gap < -c.max_gap)
+            chance = (chance & (np.isnan(gap) | (np.abs(gap) <= c.max_gap))) | inverted
         quality = [q for q in QUALITY if len(finite_series(run, q)[1])]
         if quality:
             return self._bad_samples(run, df, steps, chance & (steps >= warmup_end(run, c.warmup_fraction)), quality)
@@ -176,7 +183,7 @@ class DiscriminatorTooWeak(Detector):
                 continue
             message = (
                 f"Discriminator too weak over steps {start}-{end}: {D_ACC} ~{evidence['d_acc_median']:.2f} "
-                f"is at chance while samples are poor ({', '.join(bad)}), so G gets no useful feedback; "
+                f"is no better than chance while samples are poor ({', '.join(bad)}), so G gets no useful feedback; "
                 f"{self.advice}"
             )
             found.append(self.finding("warning", start, end, evidence, message))

@@ -25,6 +25,15 @@ def _at_chance(m, from_step):
     return m
 
 
+def _fooled(m, from_step, real=0.504, fake=0.998, acc=0.43):
+    # The shape of a zoo run with a D too slow to follow G: the fakes score as
+    # more real than the reals, and accuracy sits just below chance.
+    m[S.D_ACC][from_step:] = acc + _noise(2, 0.02)[from_step:]
+    m[S.D_REAL][from_step:] = real + _noise(3, 0.002)[from_step:]
+    m[S.D_FAKE][from_step:] = fake
+    return m
+
+
 def _quality(m, hq):
     share = m[S.DIV_HQ_SHARE]
     share[share.index >= 300] = hq
@@ -92,3 +101,22 @@ class TestTooWeak:
 
     def test_healthy_does_not_fire(self, make_run, healthy):
         assert DiscriminatorTooWeak().detect(make_run(healthy(0))) == []
+
+    def test_a_d_that_rates_fakes_more_real_than_reals_is_weak(self, make_run, healthy):
+        m = _quality(_fooled(healthy(0), 300), hq=0.0)
+        (f,) = DiscriminatorTooWeak().detect(make_run(m))
+        assert 295 <= f.start_step <= 310 and f.end_step == 999
+        assert f.evidence["real_fake_gap_median"] > 0.45
+        # ... but not while its samples are good: then G simply won a round.
+        assert DiscriminatorTooWeak().detect(make_run(_fooled(healthy(0), 300))) == []
+
+    def test_ties_at_one_half_are_not_a_fooled_d(self, make_run, healthy):
+        # Every output exactly 0.5 gives accuracy 0 (no sample on the right side of
+        # 0.5) with no gap: neither at chance by accuracy nor fooled.
+        m = _quality(_fooled(healthy(0), 300, real=0.5, fake=0.5, acc=0.0), hq=0.0)
+        m[S.D_REAL][300:] = 0.5
+        assert DiscriminatorTooWeak().detect(make_run(m)) == []
+
+    def test_a_d_that_still_separates_is_not_weak_even_if_samples_are_bad(self, make_run, healthy):
+        m = _quality(_fooled(healthy(0), 300, real=0.9, fake=0.2, acc=0.8), hq=0.0)
+        assert DiscriminatorTooWeak().detect(make_run(m)) == []
