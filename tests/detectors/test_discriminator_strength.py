@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 
 from gandiag import schema as S
-from gandiag.detectors.discriminator_strength import DiscriminatorTooStrong, DiscriminatorTooWeak
+from gandiag.detectors.discriminator_strength import DiscriminatorTooStrong, DiscriminatorTooWeak, TooWeakConfig
 
 T = np.arange(1000)
 
@@ -120,3 +120,17 @@ class TestTooWeak:
     def test_a_d_that_still_separates_is_not_weak_even_if_samples_are_bad(self, make_run, healthy):
         m = _quality(_fooled(healthy(0), 300, real=0.9, fake=0.2, acc=0.8), hq=0.0)
         assert DiscriminatorTooWeak().detect(make_run(m)) == []
+
+    def test_a_noisy_critic_at_chance_is_judged_over_a_longer_window(self, make_run, healthy):
+        # A clipped WGAN critic that cannot separate: its accuracy (midpoint threshold)
+        # wanders +-0.05 around 0.52 from batch to batch while samples stay bad.
+        m = _quality(healthy(0), hq=0.0)
+        m[S.D_ACC][300:] = 0.52 + _noise(5, 0.05)[300:]
+        found = DiscriminatorTooWeak().detect(make_run(m, {"d_output": "critic"}))
+        assert found and found[0].start_step <= 320
+        assert sum(f.end_step - f.start_step for f in found) >= 300
+        # The same series read with the probability outputs' 5-point window breaks up.
+        assert DiscriminatorTooWeak(TooWeakConfig(critic_smooth_window=5)).detect(make_run(m, {"d_output": "critic"})) == []
+        # A critic that does separate is not weak, however long the window.
+        m[S.D_ACC][300:] = 0.7 + _noise(5, 0.05)[300:]
+        assert DiscriminatorTooWeak().detect(make_run(m, {"d_output": "critic"})) == []
