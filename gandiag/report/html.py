@@ -222,8 +222,16 @@ def _overlays(runs: list[Run]) -> str:
             f"by line style. Per-step metrics are smoothed.</p>{''.join(parts)}</section>")
 
 
+def _overlay_runs(runs: list[Run], metric: str) -> list[Run]:
+    # d_fake is a probability for "logits"/"probs" outputs but a raw score for a
+    # critic: on one axis the scores would flatten the probabilities to a line.
+    if metric == schema.D_FAKE:
+        return [r for r in runs if r.d_output != "critic"]
+    return runs
+
+
 def _overlay_figure(runs: list[Run], data: str | None) -> str:
-    metrics = [m for m in OVERLAY_METRICS if any(len(r.series(m)) for r in runs)]
+    metrics = [m for m in OVERLAY_METRICS if any(len(r.series(m)) for r in _overlay_runs(runs, m))]
     if not metrics:
         return ""
     with plots._theme():
@@ -232,13 +240,17 @@ def _overlay_figure(runs: list[Run], data: str | None) -> str:
         fig.subplots_adjust(**_margins(height), hspace=0.3)
         axes = fig.subplots(len(metrics), 1, sharex=True, squeeze=False)[:, 0]
         for i, (metric, ax) in enumerate(zip(metrics, axes)):
-            plots.plot_overlay(runs, metric, ax=ax)
+            plots.plot_overlay(_overlay_runs(runs, metric), metric, ax=ax)
             if i and ax.get_legend() is not None:
                 ax.get_legend().remove()
             if i < len(metrics) - 1:
                 ax.set_xlabel("")
-    skipped = [m for m in OVERLAY_METRICS if m not in metrics]
+    skipped = [m for m in OVERLAY_METRICS if not any(len(r.series(m)) for r in runs)]
     note = (f'<p class="meta">Not recorded in any run: {escape(", ".join(skipped))}</p>' if skipped else "")
+    critics = [r.name for r in runs if r.d_output == "critic"]
+    if schema.D_FAKE in metrics and critics:
+        note += (f'<p class="meta">{schema.D_FAKE} is a probability; critic runs (raw scores) are left out of '
+                 f'its panel: {escape(", ".join(critics))}</p>')
     heading = f"<h3>{escape(data)}</h3>" if data is not None else ""
     return f"{heading}{_img(fig, 'metrics across runs')}{note}"
 

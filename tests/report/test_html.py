@@ -172,3 +172,25 @@ def test_overlays_are_drawn_per_data_set(make_run, tmp_path):
     assert section.count("<h3>") == 2 and "<h3>ring8</h3>" in section and "<h3>digits</h3>" in section
     single = write_report(runs[:2], [[], []], tmp_path / "s.html").read_text()
     assert "<h3>ring8</h3>" not in single  # one data set: no per-data headings
+
+
+def test_critic_scores_stay_off_the_d_fake_probability_panel(make_run, tmp_path, monkeypatch):
+    from gandiag.report import plots
+
+    drawn = {}
+    real_overlay = plots.plot_overlay
+
+    def spy(runs, metric, ax=None):
+        drawn[metric] = [r.name for r in runs]
+        return real_overlay(runs, metric, ax=ax)
+
+    monkeypatch.setattr(plots, "plot_overlay", spy)
+    runs = [make_run("ns", loss="ns"), make_run("wg", loss="wgan", d_output="critic")]
+    text = write_report(runs, [[], []], tmp_path / "r.html").read_text()
+    assert drawn["d_fake"] == ["ns"] and drawn["loss_g"] == ["ns", "wg"]
+    assert "critic runs (raw scores) are left out of its panel: wg" in text
+    # Critics alone: no probability panel at all, and nothing to explain.
+    drawn.clear()
+    text = write_report(runs[1:], [[]], tmp_path / "c.html").read_text()
+    assert "d_fake" not in drawn and "left out of its panel" not in text
+    assert "Not recorded in any run: d_fake" not in text  # it is recorded, as scores
