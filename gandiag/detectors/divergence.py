@@ -306,6 +306,11 @@ def _nonfinite_events(run: Run) -> list[tuple]:
             evidence = {"metric": NONFINITE, "step": at, "flagged_steps": int(len(flagged))}
             what = f"a loss or gradient was NaN/Inf on an unskipped step from step {at}"
             events.append((at, "nonfinite", evidence, what))
+    # The Monitor writes `nonfinite` on every row and flags a NaN loss or gradient
+    # there, so in its runs a NaN cell is a value not recorded on that row (an
+    # iteration without a G step or without a D step), never a blow-up. Only runs
+    # written without that flag have to guess NaN's meaning from the cadence.
+    guess_nan = NONFINITE not in m.columns
     for name, skip in WATCHED:
         if name not in m.columns:
             continue
@@ -313,7 +318,7 @@ def _nonfinite_events(run: Run) -> list[tuple]:
         bad = np.isinf(col)
         recorded = np.flatnonzero(~np.isnan(col))
         # A NaN means a blow-up only in a metric present on every row; elsewhere it is a cadence gap.
-        if len(recorded) >= 2 and np.median(np.diff(recorded)) == 1:
+        if guess_nan and len(recorded) >= 2 and np.median(np.diff(recorded)) == 1:
             after_first = np.arange(len(col)) > recorded[0]
             bad |= np.isnan(col) & after_first
         if skip in m.columns:

@@ -14,6 +14,7 @@ def _detect(run):
 
 def test_nan_loss_fires_at_the_first_nan(make_run, healthy):
     m = healthy(0)
+    del m[S.NONFINITE]  # a run written without the Monitor's flag: NaN is read from the cadence
     m[S.LOSS_G][613:] = np.nan
     m[S.GRAD_NORM_G][640:] = np.nan
     (f,) = _detect(make_run(m))
@@ -29,6 +30,7 @@ def test_status_diverged_uses_diverged_at(make_run, healthy):
 
 def test_status_diverged_starts_at_the_first_nan(make_run, healthy):
     m = healthy(0)
+    del m[S.NONFINITE]
     m[S.LOSS_D][420:] = np.nan
     (f,) = _detect(make_run(m, {"status": "diverged"}))
     assert f.start_step == 420 and f.evidence["reasons"] == "nonfinite,status"
@@ -37,6 +39,19 @@ def test_status_diverged_starts_at_the_first_nan(make_run, healthy):
 def test_status_diverged_without_metrics_still_fires(make_run):
     (f,) = _detect(make_run({}, {"status": "diverged", "diverged_at": 12}))
     assert (f.start_step, f.end_step) == (12, 12)
+
+
+def test_with_the_monitor_flag_a_nan_cell_is_a_value_not_recorded(make_run, healthy):
+    # Rows without a D step (D trained every other iteration) or a last row with
+    # no G step have NaN cells; the Monitor's nonfinite flag says they are not blow-ups.
+    m = healthy(0)
+    m[S.LOSS_D][1::4] = np.nan
+    m[S.GRAD_NORM_D][1::4] = np.nan
+    m[S.LOSS_G][999] = np.nan
+    assert _detect(make_run(m)) == []
+    m[S.NONFINITE][613:] = 1
+    (f,) = _detect(make_run(m))
+    assert f.start_step == 613 and f.evidence["reason"] == "nonfinite"
 
 
 def test_inf_and_monitor_flag_fire(make_run, healthy):
@@ -131,3 +146,49 @@ def test_a_spiral_that_slows_as_it_grows_fires(make_run):
 def test_a_slowing_cycle_of_constant_size_is_not_a_spiral(make_run):
     assert _detect(make_run({S.D_FAKE: _chirp(lambda t: np.full(t.shape, 2.0))})) == []
     assert _detect(make_run({S.D_FAKE: _chirp(lambda t: 1 + t / 150)}, {"d_output": "critic"})) == []
+
+
+@pytest.mark.parametrize("pattern", ["d_every_4th_skipped", "g_step_first", "ends_on_a_d_step"])
+def test_monitor_runs_with_rows_missing_a_step_do_not_diverge(tmp_path, pattern):
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from gandiag.monitor import Monitor, MonitorConfig
+    from gandiag.rundir import load_run
+
+    torch.manual_seed(0)
+    G, D = nn.Linear(2, 2), nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 1), nn.Flatten(0))
+    opt_g, opt_d = torch.optim.SGD(G.parameters(), 1e-2), torch.optim.SGD(D.parameters(), 1e-2)
+
+    def d_step(mon):
+        x, fake = torch.randn(16, 2) + 2, G(torch.randn(16, 2)).detach()
+        real_out, fake_out = D(x), D(fake)
+        loss = F.softplus(-real_out).mean() + F.softplus(fake_out).mean()
+        opt_d.zero_grad()
+        loss.backward()
+        mon.discriminator_step(loss=loss, real_out=real_out, fake_out=fake_out)
+        opt_d.step()
+
+    def g_step(mon):
+        out = D(G(torch.randn(16, 2)))
+        loss = F.softplus(-out).mean()
+        opt_g.zero_grad()
+        loss.backward()
+        mon.generator_step(loss=loss, fake_out=out)
+        opt_g.step()
+
+    with Monitor(G, D, tmp_path / "r", config=MonitorConfig(flush_every=7)) as mon:
+        for i in range(120):
+            if pattern == "g_step_first":
+                g_step(mon)
+                d_step(mon)
+                continue
+            if not (pattern == "d_every_4th_skipped" and i % 4 == 3):
+                d_step(mon)
+            g_step(mon)
+        if pattern == "ends_on_a_d_step":
+            d_step(mon)
+    run = load_run(tmp_path / "r")
+    assert run.metrics[[S.LOSS_D, S.LOSS_G]].isna().any().any()  # the gaps this is about are there
+    assert _detect(run) == []
