@@ -38,6 +38,7 @@ def test_findings_are_sorted_and_json_ready(make_run, healthy):
     m = healthy(0)
     m[S.G_HAS_GRAD] = np.zeros(1000)
     m[S.LOSS_D][700:] = np.nan
+    m[S.NONFINITE][700:] = 1  # as the Monitor flags a NaN loss
     findings = analyze(make_run(m))
     assert [f.kind for f in findings] == ["generator_gets_no_gradient", "divergence"]
     assert [f.start_step for f in findings] == sorted(f.start_step for f in findings)
@@ -48,6 +49,7 @@ def test_kinds_select_detectors(make_run, healthy):
     m = healthy(0)
     m[S.G_HAS_GRAD] = np.zeros(1000)
     m[S.LOSS_D][700:] = np.nan
+    m[S.NONFINITE][700:] = 1  # as the Monitor flags a NaN loss
     assert [f.kind for f in analyze(make_run(m), kinds=["divergence"])] == ["divergence"]
 
 
