@@ -51,5 +51,9 @@ DIV_RECALL = "div/recall"
 DIV_DENSITY = "div/density"
 DIV_COVERAGE = "div/coverage"
 DIV_FRECHET = "div/frechet"
+# Total-variation distance between this evaluation's histogram of high-quality
+# samples over the modes (or classes) and the previous evaluation's: how much of
+# G's mass moved to other modes since the last evaluation (mode hopping).
+DIV_MODE_SHIFT = "div/mode_shift"
 
 D_OUTPUTS = ("logits", "probs", "critic")

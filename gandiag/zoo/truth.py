@@ -9,8 +9,9 @@ networks changed:
 - D's accuracy and mean D(x), D(G(z)) on fresh real samples (held out from
   training batches by construction: drawn from a separate seed) and on G(z)
   of the fixed latents;
-- for mixtures: the nearest-mode histogram of G on the fixed latents (which
-  mode dominates, to see mode hopping);
+- for mixtures and digits: the histogram of G's high-quality samples over the
+  modes (digit classes, by the digit classifier) on the fixed latents (which
+  modes G covers at each probe, to see mode hopping);
 - whether every weight is still finite.
 
 At the end it re-evaluates the final G on ``n_final`` fresh latents: modes
@@ -31,7 +32,7 @@ from torch import nn
 
 from gandiag.data import Dataset
 from gandiag.losses import LossVariant
-from gandiag.metrics.diversity import assign_modes, class_stats, mode_stats
+from gandiag.metrics.diversity import CONFIDENCE, MIN_SHARE, assign_modes, class_stats, histogram_shift, mode_stats
 
 # -- the truth rules' thresholds (see docs/calibration.md for why each is where it is) --
 DIVERGED_WEIGHT_GROWTH = 10.0  # divergence: G's or D's weight norm 10x its initial size (or NaN/Inf)
@@ -48,8 +49,12 @@ STRONG_ACCURACY = 0.99       # D too strong: fresh-sample accuracy at least 0.99
 STRONG_FAKE_PROB = 0.05      # ...with mean D(G(z)) at most 0.05, on a stretch of SUSTAINED of the probes
 WEAK_CHANCE = 0.1            # D too weak: fresh-sample accuracy within 0.1 of chance...
 WEAK_HQ_SHARE = 0.5          # ...over the last half, while fewer than half the samples are good
-HOP_CHANGES = 4              # mode hopping: the dominant mode changes at least 4 times in the second half...
-HOP_DOMINANCE = 0.5          # ...each time holding at least half the samples (G sits on one mode at a time)
+# Mode hopping, on the fixed batch's mode histograms over the second half of the probes:
+HOP_MAX_COVERAGE = 0.5       # at each probe G covers at most half the modes (median over the probes)...
+HOP_MIN_UNION = 0.75         # ...but over the probes together at least 3/4 of them...
+HOP_MIN_SHIFT = 0.25         # ...and a quarter of its mass moves to other modes between probes (median
+                             # total-variation distance; a collapsed G that stays on its modes gives ~0.05)...
+HOP_MIN_HQ = 0.1             # ...while at least 10% of its samples are near a mode (median; as COLLAPSE_MIN_HQ)
 
 
 @dataclass
@@ -64,6 +69,7 @@ class TruthRecord:
     d_fake: list = field(default_factory=list)
     top_mode: list = field(default_factory=list)
     top_share: list = field(default_factory=list)
+    mode_hist: list = field(default_factory=list)  # per probe: share of the fixed batch near each mode/class
     finite: list = field(default_factory=list)
     weight_g: list = field(default_factory=list)
     weight_d: list = field(default_factory=list)
@@ -71,7 +77,7 @@ class TruthRecord:
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in ("steps", "g_grad", "g_signal", "d_acc", "d_real", "d_fake", "top_mode",
-                                              "top_share", "finite", "weight_g", "weight_d", "final")}
+                                              "top_share", "mode_hist", "finite", "weight_g", "weight_d", "final")}
 
 
 class TruthProbe:
@@ -135,14 +141,32 @@ class TruthProbe:
             rec.d_acc.append(float(((pr > t).double().sum() + (pf < t).double().sum()) / (len(pr) + len(pf))))
             rec.d_real.append(float(pr.mean()))
             rec.d_fake.append(float(pf.mean()))
-            if self.dataset.modes is not None and torch.isfinite(fake).all():
-                idx, hq = assign_modes(fake.cpu(), self.dataset.modes, self.dataset.mode_std)
-                counts = torch.bincount(idx[hq], minlength=self.dataset.modes.shape[0])
+            classes = self._classes(fake) if torch.isfinite(fake).all() else None
+            if classes is not None:
+                idx, hq, total = classes
+                counts = torch.bincount(idx[hq], minlength=total)
                 rec.top_mode.append(int(counts.argmax()))
                 rec.top_share.append(float(counts.max()) / len(idx))
+                rec.mode_hist.append((counts.double() / len(idx)).tolist())
             else:
                 rec.top_mode.append(-1)
                 rec.top_share.append(math.nan)
+                rec.mode_hist.append([])
+
+    def _classes(self, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int] | None:
+        """Nearest mode (mixtures) or digit class, high-quality flags and the number of
+        modes, for G's fixed-batch samples; None for data with neither."""
+        if self.dataset.modes is not None:
+            idx, hq = assign_modes(fake.cpu(), self.dataset.modes, self.dataset.mode_std)
+            return idx, hq, self.dataset.modes.shape[0]
+        if self.dataset.name == "digits":
+            from gandiag.metrics.digit_classifier import load_digit_classifier
+
+            # The same classifier and confidence as the final class_stats.
+            probs = load_digit_classifier().probs(fake.float().cpu())
+            top, idx = probs.max(dim=1)
+            return idx, top >= CONFIDENCE, probs.shape[1]
+        return None
 
     def finish(self) -> TruthRecord:
         """Re-evaluate the final G on ``n_final`` fresh latents."""
@@ -211,6 +235,9 @@ def label(rec: TruthRecord) -> tuple[set, dict, dict, set]:
     - ``mode_collapse``: final coverage on fresh latents at most ``COLLAPSED_MODE_SHARE``
       with at least ``COLLAPSE_MIN_HQ`` of the samples near a mode; with fewer, G makes
       no data-like samples at all, coverage says nothing, and the kind is undecided.
+      It is undecided too when the probes of the second half (mixtures, digits) covered more
+      than ``COLLAPSED_MODE_SHARE`` of the modes in the median: the final G then
+      disagrees with the run it ends.
     - ``vanishing_generator_gradient``: the median fixed-batch G gradient over the last
       ``VANISHED_TAIL`` of the probes is ``VANISHED_DECAY`` times below its peak, or the
       per-sample signal |dL_G/dlogit| is at most ``VANISHED_SIGNAL`` on ``SUSTAINED`` of
@@ -220,9 +247,13 @@ def label(rec: TruthRecord) -> tuple[set, dict, dict, set]:
       row (probabilities only).
     - ``discriminator_too_weak``: over the last half the median accuracy is within
       ``WEAK_CHANCE`` of 0.5 while the final high-quality share is below ``WEAK_HQ_SHARE``.
-    - ``oscillation`` (mode hopping): in the second half of the probes the dominant
-      mode (holding at least ``HOP_DOMINANCE`` of the samples) changes at least
-      ``HOP_CHANGES`` times.
+    - ``oscillation`` (mode hopping, :func:`mode_hopping`): over the second half of the
+      probes, G covers at most ``HOP_MAX_COVERAGE`` of the modes at a probe (median) but
+      at least ``HOP_MIN_UNION`` of them over those probes together, the median
+      total-variation distance between successive probes' mode histograms is at least
+      ``HOP_MIN_SHIFT``, and the median high-quality share is at least ``HOP_MIN_HQ``.
+      The final G of a hopping run is one snapshot of the hop: its coverage cannot tell
+      collapse from hopping, so ``mode_collapse`` is then undecided.
 
     Healthy (no kind) additionally needs :func:`is_healthy`.
     """
@@ -244,13 +275,19 @@ def label(rec: TruthRecord) -> tuple[set, dict, dict, set]:
         grown = (np.maximum(np.asarray(rec.weight_g) / rec.weight_g[0], np.asarray(rec.weight_d) / rec.weight_d[0])
                  >= DIVERGED_WEIGHT_GROWTH ** 0.5)
         onset["divergence"] = int(steps[int(np.argmax(grown))])
+    hop = mode_hopping(rec.mode_hist)
+    if not math.isnan(hop["coverage"]):  # data with modes
+        measured.update({f"hop_{k}": v for k, v in hop.items() if k != "hopping"})
     total = rec.final.get("modes_total")
     if total:
         share = rec.final["modes_covered"] / total
         measured["final_mode_share"] = share
         measured["final_hq_share"] = rec.final["hq_share"]
         if share <= COLLAPSED_MODE_SHARE:
-            if rec.final["hq_share"] >= COLLAPSE_MIN_HQ:
+            # A final G that covers few modes while the probes of the second half
+            # covered more than half of them (median) is one bad instant of a G that
+            # keeps moving, not a collapsed run: the measurements disagree, undecided.
+            if rec.final["hq_share"] >= COLLAPSE_MIN_HQ and not hop["coverage"] > COLLAPSED_MODE_SHARE:
                 kinds.add("mode_collapse")
             else:
                 unknown.add("mode_collapse")
@@ -282,14 +319,48 @@ def label(rec: TruthRecord) -> tuple[set, dict, dict, set]:
     hq = rec.final.get("hq_share")
     if hq is not None and abs(acc - 0.5) <= WEAK_CHANCE and hq < WEAK_HQ_SHARE:
         kinds.add("discriminator_too_weak")
-    top = np.asarray(rec.top_mode)[len(steps) // 2:]
-    share_top = np.asarray(rec.top_share, dtype=float)[len(steps) // 2:]
-    held = top[np.nan_to_num(share_top) >= HOP_DOMINANCE]
-    changes = int(np.sum(held[1:] != held[:-1])) if len(held) > 1 else 0
-    measured["dominant_mode_changes"] = changes
-    if changes >= HOP_CHANGES:
+    if hop["hopping"]:
         kinds.add("oscillation")
+        onset["oscillation"] = int(steps[len(steps) // 2])
+        # Whatever the final G's coverage, it is one instant of the hop.
+        kinds.discard("mode_collapse")
+        unknown.add("mode_collapse")
     return kinds, {k: v for k, v in onset.items() if v is not None}, measured, unknown
+
+
+def mode_hopping(mode_hist: list, min_share: float = MIN_SHARE) -> dict:
+    """The mode-hopping measurements on per-probe mode histograms (second half of them).
+
+    Args:
+        mode_hist: per probe, the share of the fixed batch that is high quality
+            near each mode (``[M]`` each; empty lists where there are no modes).
+        min_share: a mode counts as covered at a probe when it holds this share of
+            a uniform spread (as :func:`gandiag.metrics.diversity.mode_stats`).
+
+    Returns:
+        ``coverage`` (median share of modes covered per probe), ``union`` (share
+        covered on at least one probe), ``shift`` (median total-variation distance
+        between successive probes), ``hq`` (median high-quality share), and
+        ``hopping`` (all four past their ``HOP_*`` thresholds). NaN and False
+        without histograms.
+
+    Example:
+        >>> hops = [[0.5, 0.5, 0, 0], [0, 0, 0.5, 0.5]] * 4
+        >>> mode_hopping(hops)["hopping"]
+        True
+    """
+    hists = [h for h in mode_hist[len(mode_hist) // 2:] if len(h)]
+    if len(hists) < 2:
+        return {"coverage": math.nan, "union": math.nan, "shift": math.nan, "hq": math.nan, "hopping": False}
+    h = np.asarray(hists, dtype=float)
+    covered = h >= min_share / h.shape[1]
+    shifts = [histogram_shift(torch.from_numpy(a), torch.from_numpy(b)) for a, b in zip(h[:-1], h[1:])]
+    shifts = [x for x in shifts if not math.isnan(x)]
+    out = {"coverage": float(np.median(covered.mean(axis=1))), "union": float(covered.any(axis=0).mean()),
+           "shift": float(np.median(shifts)) if shifts else math.nan, "hq": float(np.median(h.sum(axis=1)))}
+    out["hopping"] = bool(out["coverage"] <= HOP_MAX_COVERAGE + 1e-9 and out["union"] >= HOP_MIN_UNION - 1e-9
+                          and out["shift"] >= HOP_MIN_SHIFT and out["hq"] >= HOP_MIN_HQ)
+    return out
 
 
 def rec_is_critic(rec: TruthRecord) -> bool:

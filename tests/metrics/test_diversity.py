@@ -12,6 +12,7 @@ from gandiag.metrics.diversity import (
     class_stats,
     diversity_ratio,
     frechet_distance,
+    histogram_shift,
     knn_radii,
     mode_stats,
     prdc,
@@ -22,6 +23,7 @@ from gandiag.schema import (
     DIV_FRECHET,
     DIV_HQ_SHARE,
     DIV_MODE_KL,
+    DIV_MODE_SHIFT,
     DIV_MODES_COVERED,
     DIV_MODES_TOTAL,
     DIV_PRECISION,
@@ -162,8 +164,9 @@ def test_evaluator_on_mixture(ring):
     scores = ev(_fresh(ring, 1500, 5))
     assert set(scores) == set(ev.keys) == {
         DIV_RATIO, DIV_PRECISION, DIV_RECALL, DIV_DENSITY, DIV_COVERAGE,
-        DIV_MODES_COVERED, DIV_MODES_TOTAL, DIV_HQ_SHARE, DIV_MODE_KL,
+        DIV_MODES_COVERED, DIV_MODES_TOTAL, DIV_HQ_SHARE, DIV_MODE_KL, DIV_MODE_SHIFT,
     }
+    assert math.isnan(scores[DIV_MODE_SHIFT])  # no previous evaluation to compare with
     assert scores[DIV_MODES_COVERED] == 8 and abs(scores[DIV_RATIO] - 1) < 0.05
     assert all(isinstance(v, float) for v in scores.values())
     nan_scores = ev(torch.full((100, 2), math.nan))
@@ -227,3 +230,41 @@ def test_evaluator_agrees_with_the_functions(ring):
     want = prdc(real, fake)
     for key in (DIV_PRECISION, DIV_RECALL, DIV_DENSITY, DIV_COVERAGE):
         assert got[key] == want[key], key
+
+
+def test_histogram_shift_is_the_total_variation_distance():
+    # p = (1/2, 1/2, 0, 0), q = (0, 1/2, 1/2, 0): half the mass moved, whatever the counts.
+    assert histogram_shift(torch.tensor([4.0, 4.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, 1.0, 0.0])) == 0.5
+    assert histogram_shift(torch.tensor([1.0, 3.0]), torch.tensor([10.0, 30.0])) == 0.0
+    assert histogram_shift(torch.tensor([5.0, 0.0, 0.0]), torch.tensor([0.0, 2.0, 7.0])) == 1.0
+    # 0.5 * (|0.2 - 0.6| + |0.8 - 0.4|) = 0.4
+    assert histogram_shift(torch.tensor([0.2, 0.8]), torch.tensor([0.6, 0.4])) == pytest.approx(0.4)
+    assert math.isnan(histogram_shift(torch.zeros(3), torch.ones(3)))
+
+
+def test_histogram_shift_validates():
+    with pytest.raises(ValueError, match="same modes but got shapes"):
+        histogram_shift(torch.ones(3), torch.ones(4))
+    with pytest.raises(ValueError, match="non-negative, finite"):
+        histogram_shift(torch.tensor([1.0, -1.0]), torch.ones(2))
+
+
+def test_evaluator_mode_shift_follows_a_sampler_that_jumps(ring):
+    # A "G" whose fixed batch sits on modes 0 and 1, then jumps to modes 2 and 3,
+    # then sends half of its samples back: shifts 1, then 1/2, then 0.
+    ev = DiversityEvaluator(ring.data, modes=ring.modes, mode_std=ring.mode_std)
+    gen = torch.Generator().manual_seed(3)
+    noise = ring.mode_std * torch.randn(400, 2, generator=gen)
+    on = lambda *modes: ring.modes[torch.tensor(modes).repeat_interleave(400 // len(modes))] + noise  # noqa: E731
+    assert math.isnan(ev(on(0, 1))[DIV_MODE_SHIFT])
+    assert ev(on(2, 3))[DIV_MODE_SHIFT] == pytest.approx(1.0)
+    assert ev(on(0, 1, 2, 3))[DIV_MODE_SHIFT] == pytest.approx(0.5, abs=0.02)
+    assert ev(on(0, 1, 2, 3))[DIV_MODE_SHIFT] == 0.0
+    ev.reset()
+    assert math.isnan(ev(on(0, 1))[DIV_MODE_SHIFT])
+
+
+def test_evaluator_mode_shift_of_fresh_batches_of_one_g_is_small(ring):
+    ev = DiversityEvaluator(ring.data, modes=ring.modes, mode_std=ring.mode_std)
+    ev(_fresh(ring, 1000, 5))
+    assert ev(_fresh(ring, 1000, 6))[DIV_MODE_SHIFT] < 0.1  # sampling noise only

@@ -9,7 +9,7 @@ from gandiag.losses import get_loss
 from gandiag.rundir import load_run
 from gandiag.train import TrainConfig, initial_models, train
 from gandiag.zoo.scenarios import train_config
-from gandiag.zoo.truth import TruthProbe, TruthRecord, is_healthy, label
+from gandiag.zoo.truth import TruthProbe, TruthRecord, is_healthy, label, mode_hopping
 
 
 def _record(n=40, **over):
@@ -43,8 +43,6 @@ def test_each_rule_fires_on_its_own_measurement():
     assert "divergence" in kinds
     kinds, _, _, _ = label(_record(finite=[True] * (n - 1) + [False]))
     assert kinds == {"divergence"}
-    hops = [i % 3 for i in range(n)]
-    assert "oscillation" in label(_record(top_mode=hops, top_share=[0.9] * n))[0]
 
 
 def test_a_short_dip_of_the_signal_is_not_a_vanishing_gradient():
@@ -83,3 +81,71 @@ def test_probe_measures_the_live_networks_on_its_own_schedule(tmp_path):
     assert rec.steps == [0, 5, 10, 15, 19]
     assert all(math.isfinite(g) and g > 0 for g in rec.g_grad)
     assert 0 <= rec.final["hq_share"] <= 1 and rec.final["modes_total"] == 8
+
+
+def _hist(*modes, hq=0.4, total=8):
+    """One probe's histogram: ``hq`` of the fixed batch spread evenly over ``modes``."""
+    h = [0.0] * total
+    for m in modes:
+        h[m] = hq / len(modes)
+    return h
+
+
+COLLAPSED = {"finite": True, "modes_covered": 2.0, "modes_total": 8.0, "hq_share": 0.5}
+
+
+def test_a_g_moving_round_the_modes_is_hopping_and_its_final_coverage_undecided():
+    # Three modes at a time, one step round the ring per probe: coverage 3/8, union 8/8,
+    # 1/3 of the mass moves each time.
+    hists = [_hist(i % 8, (i + 1) % 8, (i + 2) % 8) for i in range(40)]
+    hop = mode_hopping(hists)
+    assert hop["coverage"] == 3 / 8 and hop["union"] == 1.0 and hop["hopping"]
+    assert hop["shift"] == pytest.approx(1 / 3) and hop["hq"] == pytest.approx(0.4)
+    kinds, onset, measured, undecided = label(_record(mode_hist=hists, final=COLLAPSED))
+    assert kinds == {"oscillation"} and undecided == {"mode_collapse"}
+    assert onset["oscillation"] == 200 and measured["hop_union"] == 1.0
+
+
+def test_a_steady_collapse_and_a_steady_spread_are_not_hopping():
+    collapsed = label(_record(mode_hist=[_hist(2, 5, hq=0.7)] * 40, final=COLLAPSED))
+    assert collapsed[0] == {"mode_collapse"} and collapsed[3] == set()
+    spread = label(_record(mode_hist=[_hist(*range(8), hq=0.8)] * 40))
+    assert spread[0] == set() and spread[2]["hop_shift"] == 0.0
+
+
+def test_reshuffling_between_the_same_modes_is_not_hopping():
+    # All the mass flips between modes 0 and 1 (shift 1 each time), but G never visits
+    # more than 2 of 8 modes: not "from mode to mode" round the data.
+    hop = mode_hopping([_hist(i % 2) for i in range(40)])
+    assert hop["shift"] == 1.0 and hop["union"] == 0.25 and not hop["hopping"]
+
+
+def test_hopping_needs_data_like_samples():
+    hists = [_hist(i % 8, (i + 1) % 8, hq=0.05) for i in range(40)]
+    assert not mode_hopping(hists)["hopping"] and mode_hopping(hists)["hq"] == pytest.approx(0.05)
+
+
+def test_a_final_collapse_the_probes_do_not_show_is_undecided():
+    # The probes of the second half cover 6 of 8 modes; the final G covers 2.
+    kinds, _, measured, undecided = label(_record(mode_hist=[_hist(*range(6), hq=0.6)] * 40, final=COLLAPSED))
+    assert "mode_collapse" not in kinds and undecided == {"mode_collapse"}
+    assert measured["hop_coverage"] == 0.75
+
+
+def test_probe_records_mode_histograms():
+    ds = load_dataset("ring8", n=500)
+    probe = TruthProbe(ds, get_loss("nonsaturating"), every=1, steps=1, seed=0, n_fixed=64)
+
+    class OnMode(torch.nn.Module):  # a "G" that puts every sample on mode 3
+        latent_dim = 2
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(2, 2))
+
+        def forward(self, z):
+            return ds.modes[3] + z @ self.w
+
+    D = torch.nn.Linear(2, 1)
+    probe(0, OnMode(), D)
+    assert probe.record.mode_hist == [[0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]]
