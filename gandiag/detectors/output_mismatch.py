@@ -8,10 +8,12 @@
 - declared "logits": every output of a sustained window lies in [0, 1]: D ends
   in a sigmoid, and the loss applies another. Warning. A healthy logit D's
   batch minimum and maximum straddle 0 as soon as it separates anything, so
-  requiring half the run keeps early small outputs from firing. Outputs that
-  all sit within ``min_output`` of 0 are not counted: a logit D at chance
-  (the converged Dirac-GAN scores every input exactly 0) says nothing about a
-  sigmoid, while a probability D at chance outputs ~0.5.
+  requiring half the run keeps early small outputs from firing. Steps whose
+  outputs all sit within ``min_output`` of 0 say nothing either way (a logit D
+  at chance, as the converged Dirac-GAN scores every input exactly 0, looks
+  like a sigmoid D that rejects everything): they neither break a window nor
+  count towards it, and at least ``min_informative_share`` of the window's
+  steps must be informative ones.
 """
 from __future__ import annotations
 
@@ -43,6 +45,8 @@ class OutputMismatchConfig(DetectorConfig):
     # A sigmoid's outputs at chance are ~0.5; below 0.05 at the top the outputs are
     # logits near 0 (a D at chance), not probabilities.
     min_output: float = positive(0.05)
+    # ...such steps may fill at most half a window: a D mostly at 0 is a logit D at chance.
+    min_informative_share: float = fraction(0.5)
 
 
 @register_detector
@@ -83,14 +87,20 @@ class OutputMismatch(Detector):
         twice = (lo >= SIGMOID_0 - c.tolerance) & (hi <= SIGMOID_1 + c.tolerance)
         found = self._windows(run.d_output, steps, lo, hi, twice, "sigmoid applied twice")
         if run.d_output == "logits" and not found:
-            unit = (lo >= -c.tolerance) & (hi <= 1 + c.tolerance) & (hi >= c.min_output)
-            found = self._windows(run.d_output, steps, lo, hi, unit, "probabilities declared as logits")
+            unit = (lo >= -c.tolerance) & (hi <= 1 + c.tolerance)
+            # A sigmoid D that rejects every sample (all outputs near 0) fits both readings.
+            informative = unit & (hi >= c.min_output)
+            found = self._windows(run.d_output, steps, lo, hi, unit, "probabilities declared as logits", informative)
         return found
 
-    def _windows(self, declared, steps, lo, hi, mask, what) -> list[Finding]:
+    def _windows(self, declared, steps, lo, hi, mask, what, informative=None) -> list[Finding]:
         c = self.config
         found = []
         for a, b in sustained_runs(mask, c.window_min_points, c.window_min_fraction):
+            if informative is not None:
+                n_informative = int(informative[a : b + 1].sum())
+                if n_informative < max(c.window_min_points, c.min_informative_share * (b - a + 1)):
+                    continue
             evidence = {
                 "d_output": declared,
                 "pattern": what,

@@ -52,3 +52,19 @@ def test_logits_all_near_zero_are_a_d_at_chance_not_probabilities(make_run):
     n = 400
     run = make_run({S.D_OUT_MIN: np.zeros(n), S.D_OUT_MAX: np.full(n, 1e-3)})
     assert OutputMismatch().detect(run) == []
+
+
+def test_probabilities_declared_as_logits_fire_through_steps_where_d_rejects_everything(make_run):
+    # A sigmoid-ended D under BCEWithLogitsLoss: on a fifth of the steps (in blocks)
+    # D pushes every output below 0.05. Those steps fit logits near 0 as well, so
+    # they must neither break the window nor make it.
+    rejecting = (T // 50) % 5 == 2
+    lo, hi = np.full(1000, 3e-7), np.where(rejecting, 0.03, 0.97)
+    (f,) = OutputMismatch().detect(make_run(_outputs(lo, hi)))
+    assert f.evidence["pattern"] == "probabilities declared as logits" and (f.start_step, f.end_step) == (0, 999)
+
+
+def test_a_logit_d_mostly_at_zero_with_an_early_positive_band_does_not_fire(make_run):
+    # 300 early steps in (0.05, 1), then a D at chance scoring ~0: too little evidence.
+    lo, hi = np.where(T < 300, 0.1, 0.0), np.where(T < 300, 0.9, 1e-3)
+    assert OutputMismatch().detect(make_run(_outputs(lo, hi))) == []
