@@ -51,6 +51,7 @@ the file system (run directory, lock, samples) and computes diversity.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import os
 import weakref
@@ -65,7 +66,7 @@ from torch import Tensor, nn
 
 from gandiag import schema as S
 from gandiag.metrics.gradients import GradNorms
-from gandiag.rundir import LOCK_FILE, RunWriter
+from gandiag.rundir import LOCK_FILE, STATUSES, RunDirError, RunWriter, jsonable
 
 try:
     import fcntl
@@ -151,7 +152,8 @@ def _check_scaler(scaler: Any) -> None:
 
 
 def check_arguments(generator: Any, discriminator: Any, run_dir: Any, d_output: Any, *, config: Any = None,
-                    evaluator: Any = None, grad_scaler: Any = None, sampler: Any = None) -> None:
+                    evaluator: Any = None, grad_scaler: Any = None, sampler: Any = None,
+                    run_config: Any = None) -> None:
     """Raise :class:`MonitorUsageError` for arguments a :class:`Monitor` cannot
     use; integrations call it where they take the Monitor's arguments."""
     for name, mod in (("generator", generator), ("discriminator", discriminator)):
@@ -169,6 +171,30 @@ def check_arguments(generator: Any, discriminator: Any, run_dir: Any, d_output: 
         raise MonitorUsageError(f"Expected sampler= to be callable but got {type(sampler).__name__}")
     if grad_scaler is not None:
         _check_scaler(grad_scaler)
+    if run_config is not None:
+        _check_run_config(run_config)
+
+
+def _check_run_config(run_config: Any) -> None:
+    # It goes into meta.json: say which entry JSON cannot hold now, not at the first write.
+    if not isinstance(run_config, Mapping):
+        raise MonitorUsageError(f"Expected run_config= to be a mapping but got {type(run_config).__name__}")
+    for key, value in run_config.items():
+        try:
+            json.dumps(jsonable(value))
+        except (TypeError, ValueError):
+            raise MonitorUsageError(
+                f"Expected run_config= values that JSON can store (numbers, strings, lists, dicts) but "
+                f"{key!r} holds a {type(value).__name__}; store its name, e.g. str(value)"
+            ) from None
+
+
+def _check_samples(name: str, x: Tensor) -> None:
+    if not x.is_floating_point():
+        raise MonitorUsageError(
+            f"Expected {name}= to be a floating-point batch, as D sees it, but got {x.dtype}; "
+            "pass it after converting and scaling it like the other side"
+        )
 
 
 def _unwrap(module: nn.Module) -> nn.Module:
@@ -466,7 +492,7 @@ class Monitor:
         sampler: Callable[[], Tensor] | None = None,
     ):
         check_arguments(generator, discriminator, run_dir, d_output, config=config, evaluator=evaluator,
-                        grad_scaler=grad_scaler, sampler=sampler)
+                        grad_scaler=grad_scaler, sampler=sampler, run_config=run_config)
         self._sampler = sampler
         config = config or MonitorConfig()
         generator, discriminator = _unwrap(generator), _unwrap(discriminator)
@@ -492,7 +518,7 @@ class Monitor:
         self._varying = np.flatnonzero(self._optional).tolist() + [self._i[S.D_STEPS], self._i[S.G_HAS_GRAD]]
 
         self.rank, self.world_size, self._group = _distributed()
-        self.run_dir = Path(run_dir)
+        self.run_dir = Path(run_dir).expanduser()
         self._writer: RunWriter | None = None
         self._lock: _Lock | None = None
         self._finalizer = None
@@ -517,6 +543,7 @@ class Monitor:
         self._fakes: deque[Tensor] = deque()
         self._n_fakes = 0
         self._last_fake: Tensor | None = None
+        self._sample_shape: tuple[str, torch.Size] | None = None  # (first argument seen, its sample shape)
         # A forward hook adds a few microseconds to every call of D, so it is on only
         # while the forward it exists for (G's step) can come: from a D step to the
         # next G step (for good, once a loop shows two G steps in a row).
@@ -535,6 +562,15 @@ class Monitor:
 
     # -- set-up -------------------------------------------------------------
     def _open_run_dir(self, run_config, overwrite: bool) -> None:
+        try:
+            self._create_run_dir(run_config, overwrite)
+        except OSError as e:
+            raise RunDirError(
+                f"Expected a directory gandiag can write at run_dir={str(self.run_dir)!r} but got "
+                f"{type(e).__name__}: {e.strerror or e}" + (f" ({e.filename})" if e.filename else "")
+            ) from None
+
+    def _create_run_dir(self, run_config, overwrite: bool) -> None:
         lock = _Lock(self.run_dir / LOCK_FILE)
         lock.acquire()
         try:
@@ -608,6 +644,13 @@ class Monitor:
         _check_tensor("real_out", real_out)
         _check_tensor("fake_out", fake_out)
         _check_tensor("real", real, optional=True)
+        if not real_out.numel() or not fake_out.numel():
+            raise MonitorUsageError(
+                f"Expected D's outputs on a non-empty batch but got real_out of shape {tuple(real_out.shape)} "
+                f"and fake_out of shape {tuple(fake_out.shape)}"
+            )
+        if real is not None:
+            self._check_sample_batch("real", real)
         if not self._d.has_grad() and not self._g.has_grad():
             raise MonitorUsageError(
                 "Expected gradients on the discriminator at discriminator_step but neither network has any; "
@@ -639,6 +682,11 @@ class Monitor:
         _check_scalar(loss)
         _check_tensor("fake_out", fake_out)
         _check_tensor("fake", fake, optional=True)
+        if not fake_out.numel():
+            raise MonitorUsageError(f"Expected D's outputs on a non-empty batch but got fake_out of shape "
+                                    f"{tuple(fake_out.shape)}")
+        if fake is not None:
+            self._check_sample_batch("fake", fake)
         g_has = self._g.has_grad()
         if not g_has and not self._d.has_grad():
             raise MonitorUsageError(
@@ -669,6 +717,18 @@ class Monitor:
         self.step += 1
         if self.step % self.config.flush_every == 0:
             self.flush()
+
+    def _check_sample_batch(self, name: str, x: Tensor) -> None:
+        # At the call, not at the first diversity evaluation hundreds of steps later.
+        _check_samples(name, x)
+        if self._sample_shape is None:
+            self._sample_shape = (name, x.shape[1:])
+        elif x.shape[1:] != self._sample_shape[1]:
+            first, shape = self._sample_shape
+            raise MonitorUsageError(
+                f"Expected {name}= samples of shape [n, {', '.join(map(str, shape))}] like the {first}= batches "
+                f"but got {list(x.shape)}; pass real and fake samples in the same shape"
+            )
 
     # -- turning buffered steps into rows ---------------------------------------
     def _columns(self) -> list[str]:
@@ -972,6 +1032,8 @@ class Monitor:
         ``diverged`` when a NaN/Inf was recorded). Safe to call twice."""
         if self._closed:
             return
+        if status is not None and status not in STATUSES:
+            raise MonitorUsageError(f"Expected status in {STATUSES} (or None) but got {status!r}")
         self._closed = True
         self._disarm()
         try:

@@ -44,17 +44,19 @@ class RunDirError(ValueError):
     """A path is not a readable gandiag run directory."""
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``value`` with what strict JSON cannot spell made spellable: NaN/Inf as
+    strings, numpy scalars as Python numbers, tuples as lists, keys as str."""
     # NaN and Inf are legal metric values (that is how divergence shows), but
     # strict JSON has no spelling for them; they are written as strings.
     if isinstance(value, float) and not math.isfinite(value):
         return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     if isinstance(value, (np.floating, np.integer)):
-        return _jsonable(value.item())
+        return jsonable(value.item())
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     return value
 
 
@@ -70,7 +72,7 @@ def _unjson(value: Any) -> Any:
 def write_json(path: Path, obj: Any) -> None:
     """Write JSON atomically, so a reader never sees half a file."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=True))
+    tmp.write_text(json.dumps(jsonable(obj), indent=2, sort_keys=True))
     os.replace(tmp, path)
 
 
@@ -111,14 +113,14 @@ class RunWriter:
         for row in rows:
             # The usual row is finite floats: encoded as is. The strict encoder
             # refuses NaN/Inf and types JSON lacks, so only such rows pay for
-            # _jsonable. Keys json spells unlike str() (True, False, None) go
+            # jsonable. Keys json spells unlike str() (True, False, None) go
             # that way too; `in` finds them in O(1) (and sends key 1 along, harmlessly).
             try:
                 if not isinstance(row, dict) or None in row or True in row or False in row:
                     raise TypeError(type(row).__name__)
                 lines.append(_STRICT_JSON.encode(row))
             except (ValueError, TypeError):
-                lines.append(json.dumps(_jsonable(dict(row))))
+                lines.append(json.dumps(jsonable(dict(row))))
         if lines:
             self._metrics.write("\n".join(lines) + "\n")
         self._metrics.flush()

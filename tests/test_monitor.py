@@ -1,5 +1,6 @@
 import json
 import math
+import os
 
 import pytest
 import torch
@@ -510,3 +511,64 @@ def test_sampler_feeds_the_diversity_metrics(tmp_path):
     assert (load_run(tmp_path / "s").series(S.DIV_RATIO) == 3.0).all()
     with pytest.raises(MonitorUsageError, match="Expected sampler= to be callable but got int"):
         Monitor(G, D, tmp_path / "t", sampler=3)
+
+
+def test_bad_run_dirs_are_one_line_errors_naming_run_dir(tmp_path):
+    G, D = nets()
+    (tmp_path / "afile").write_text("x")
+    for bad in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        with pytest.raises(RunDirError, match=r"Expected a directory gandiag can write at run_dir=.*afile.* but got "
+                                              r"(FileExistsError|NotADirectoryError)"):
+            Monitor(G, D, bad)
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys/kernel"), reason="needs Linux sysfs, which even root cannot write into")
+def test_an_unwritable_run_dir_is_a_one_line_error():
+    G, D = nets()
+    with pytest.raises(RunDirError, match=r"run_dir='/sys/gandiag-test/run' but got PermissionError"):
+        Monitor(G, D, "/sys/gandiag-test/run")
+
+
+def test_run_dir_expands_the_home_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    G, D = nets()
+    with Monitor(G, D, "~/runs/r") as mon:
+        loop(mon, G, D, 2)
+    assert load_run(tmp_path / "runs" / "r").status == "completed"
+
+
+def test_sample_batches_must_be_float_and_agree_in_shape(tmp_path):
+    G, D = nets()
+    with Monitor(G, D, tmp_path / "r") as mon:
+        out = D(torch.randn(8, 2))
+        out.mean().backward()
+        with pytest.raises(MonitorUsageError, match="Expected real= to be a floating-point batch.*torch.uint8"):
+            mon.discriminator_step(loss=out.mean(), real_out=out, fake_out=out, real=torch.zeros(8, 2, dtype=torch.uint8))
+        mon.discriminator_step(loss=out.mean(), real_out=out, fake_out=out, real=torch.zeros(8, 1, 2))
+        fake = G(torch.randn(8, 4))
+        gen = D(fake)
+        gen.mean().backward()
+        with pytest.raises(MonitorUsageError, match=r"Expected fake= samples of shape \[n, 1, 2\] like the real= "
+                                                     r"batches but got \[8, 2\]"):
+            mon.generator_step(loss=gen.mean(), fake_out=gen, fake=fake)
+        with pytest.raises(MonitorUsageError, match="Expected D's outputs on a non-empty batch"):
+            mon.generator_step(loss=gen.mean(), fake_out=gen[:0])
+        with pytest.raises(MonitorUsageError, match="non-empty batch but got real_out of shape"):
+            mon.discriminator_step(loss=out.mean(), real_out=out[:0], fake_out=out)
+
+
+def test_run_config_that_json_cannot_hold_names_its_key(tmp_path):
+    G, D = nets()
+    with pytest.raises(MonitorUsageError, match=r"'opt' holds a type"):
+        Monitor(G, D, tmp_path / "r", run_config={"lr": 1e-3, "opt": torch.optim.Adam})
+    assert not (tmp_path / "r").exists()
+
+
+def test_close_with_an_unknown_status_fails_and_leaves_the_monitor_open(tmp_path):
+    G, D = nets()
+    mon = Monitor(G, D, tmp_path / "r")
+    loop(mon, G, D, 2)
+    with pytest.raises(MonitorUsageError, match="Expected status in"):
+        mon.close("bogus")
+    mon.close()
+    assert load_run(tmp_path / "r").status == "completed"

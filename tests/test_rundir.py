@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 
-from gandiag.rundir import METRICS_FILE, RunWriter, _jsonable, load_run
+from gandiag.rundir import METRICS_FILE, RunWriter, jsonable, load_run
 
 
 def test_append_writes_what_the_generic_conversion_writes(tmp_path):
@@ -19,7 +19,7 @@ def test_append_writes_what_the_generic_conversion_writes(tmp_path):
     w.append([])
     w.close("completed")
     text = (tmp_path / "run" / METRICS_FILE).read_text()
-    assert text == "".join(json.dumps(_jsonable(dict(r))) + "\n" for r in rows)
+    assert text == "".join(json.dumps(jsonable(dict(r))) + "\n" for r in rows)
     # the last row has no step, which the reader rejects: read back the others
     (tmp_path / "run" / METRICS_FILE).write_text("".join(text.splitlines(keepends=True)[:4]))
     metrics = load_run(tmp_path / "run").metrics

@@ -31,7 +31,7 @@ class GeneratorGetsNoGradient(Detector):
     description = "The generator's parameters receive no gradient in its own step."
     advice = (
         "in the generator step compute fakes = G(z) without .detach() (or regenerate them), "
-        "and make sure G's parameters require grad"
+        "make sure G's parameters require grad, and call generator_step after loss_g.backward()"
     )
 
     def detect(self, run: Run) -> list[Finding]:

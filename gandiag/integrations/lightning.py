@@ -103,7 +103,7 @@ class GandiagCallback(Callback):
         sampler: Callable[[], Tensor] | None = None,
     ):
         check_arguments(generator, discriminator, run_dir, d_output, config=config, evaluator=evaluator,
-                        sampler=sampler)
+                        sampler=sampler, run_config=run_config)
         self.generator = generator
         self.discriminator = discriminator
         self.run_dir = run_dir
