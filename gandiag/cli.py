@@ -58,6 +58,11 @@ def _flag_names(message: str) -> str:
     return message
 
 
+def _os_error(exc: OSError, expected: str) -> str:
+    where = f" ({exc.filename})" if exc.filename else ""
+    return f"Expected {expected} but got {type(exc).__name__}: {exc.strerror or exc}{where}"
+
+
 def _seeds(value: str) -> list[int]:
     try:
         seeds = [int(s) for s in _split(value)]
@@ -101,8 +106,10 @@ def run(loss, data, seeds, steps, batch_size, lr_g, lr_d, d_steps, device, threa
                        d_steps=d_steps, device=device, threads=threads, loss=losses[0], seed=seed_list[0])
         sweep_dir = Path(out) / time.strftime("%Y%m%d-%H%M%S")
         result = sweep(losses, datasets, seed_list, base, sweep_dir, progress=not quiet)
-    except (ValueError, DataError, OSError) as exc:
+    except (ValueError, DataError) as exc:
         raise _Fail(_flag_names(str(exc))) from None
+    except OSError as exc:
+        raise _Fail(_os_error(exc, "a folder the runs can be written to (--out)")) from None
     for rd in result.run_dirs:
         click.echo(str(rd))
     click.echo(f"sweep: {result.out}  (next: gandiag report {result.out})", err=True)
@@ -119,10 +126,16 @@ def report(run_dirs, out, as_json, fail_on):
     try:
         fail_kinds = check_kinds(_split(fail_on))
         result = analyze_runs(run_dirs, write=False)
+        for skipped, why in result.skipped:
+            click.echo(f"gandiag: warning: skipped {skipped}: {why}", err=True)
         # The report reads the sample files; only once it is written do the runs get findings.json.
-        path = write_report(result.runs, result.findings, out=out,
-                            descriptions={k: cls.description for k, cls in DETECTORS.items()})
-        result.write_findings()
+        try:
+            path = write_report(result.runs, result.findings, out=out,
+                                descriptions={k: cls.description for k, cls in DETECTORS.items()})
+        except OSError as exc:
+            raise _Fail(_os_error(exc, "a writable place for the report (--out)")) from None
+        for unsaved, why in result.write_findings():
+            click.echo(f"gandiag: warning: findings.json not saved in {unsaved} ({why}); the report has them", err=True)
     except (RunDirError, ValueError, OSError) as exc:
         raise _Fail(str(exc)) from None
     if as_json:

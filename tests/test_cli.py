@@ -35,6 +35,10 @@ def test_wrong_shape_data_file_is_rejected(cli, tmp_path):
     res = cli.invoke(main, ["run", "--data", str(tmp_path / "bad.npy"), "--out", str(tmp_path / "runs")])
     _one_line_error(res, "Expected")
     assert not (tmp_path / "runs").exists()
+    np.save(tmp_path / "tiny.npy", np.random.default_rng(0).random((3, 2)))
+    res = cli.invoke(main, ["run", "--data", str(tmp_path / "tiny.npy"), "--out", str(tmp_path / "runs"), "--quiet"])
+    _one_line_error(res, "Expected more than k=5 real samples")
+    assert not (tmp_path / "runs").exists()
 
 
 def test_report_rejects_missing_and_malformed_run_dirs(cli, tmp_path):
@@ -87,3 +91,28 @@ def test_report_finds_sweeps_inside_runs_once_and_writes_nothing_on_a_bad_sample
     bad = cli.invoke(main, ["report", str(run_dir), "--out", str(tmp_path / "r2.html")])
     _one_line_error(bad, "")
     assert not (run_dir / "findings.json").exists() and not (tmp_path / "r2.html").exists()
+
+
+def test_report_skips_an_unreadable_run_in_a_folder_with_a_warning(cli, tmp_path):
+    from gandiag.rundir import RunWriter
+
+    w = RunWriter(tmp_path / "sweep" / "good", {"config": {}, "d_output": "logits"})
+    w.append([{"step": 0, "loss_g": 1.0}])
+    w.close("completed")
+    (tmp_path / "sweep" / "bad").mkdir()
+    (tmp_path / "sweep" / "bad" / "meta.json").write_text("{not json")
+    res = cli.invoke(main, ["report", str(tmp_path / "sweep"), "--out", str(tmp_path / "r.html")])
+    assert res.exit_code == 0, res.output
+    assert "gandiag: warning: skipped" in res.stderr and "bad" in res.stderr
+    assert "good" in res.stdout and (tmp_path / "r.html").exists()
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/sys/kernel"), reason="needs Linux sysfs")
+def test_unwritable_out_folders_are_one_line_errors(cli, tmp_path):
+    _one_line_error(cli.invoke(main, ["run", "--steps", "1", "--out", "/sys/gandiag-test", "--quiet"]),
+                    "but got PermissionError: Operation not permitted (/sys/gandiag-test)")
+    w = __import__("gandiag.rundir", fromlist=["RunWriter"]).RunWriter(tmp_path / "r", {"config": {}})
+    w.append([{"step": 0, "loss_g": 1.0}])
+    w.close("completed")
+    _one_line_error(cli.invoke(main, ["report", str(tmp_path / "r"), "--out", "/sys/gandiag-test/r.html"]),
+                    "Expected a writable place for the report (--out) but got")

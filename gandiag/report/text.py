@@ -102,6 +102,8 @@ def text_summary(runs: Sequence[Run], findings: FindingsArg = None) -> str:
     for run, fs in zip(runs, per_run):
         if fs is None:
             tail = "not analysed"
+        elif not fs and run.metrics.empty:
+            tail = "nothing recorded yet"
         elif not fs:
             tail = "no findings"
         else:

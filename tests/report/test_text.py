@@ -49,3 +49,8 @@ def test_runs_of_own_loops_name_their_source_not_question_marks(tmp_path):
     assert lines[0].split()[:4] == ["mine", "own", "loop", "d_output=probs"]
     assert lines[1].split()[:3] == ["lit", "lightning", "d_output=critic"]
     assert "?" not in lines[0] + lines[1]
+
+
+def test_a_run_with_nothing_recorded_says_so(tmp_path):
+    RunWriter(tmp_path / "empty", {"config": {}, "d_output": "logits"}).close("interrupted")
+    assert "nothing recorded yet" in text_summary([load_run(tmp_path / "empty")], [[]])
