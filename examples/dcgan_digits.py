@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import torch
 from sklearn.datasets import load_digits
 from torch import nn
 
 from gandiag.monitor import Monitor  # gandiag
+from gandiag.rundir import META_FILE
 
 LATENT = 32
 
@@ -71,6 +73,8 @@ def main(argv=None) -> int:
     # oversubscribes a shared CPU.
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
     args = p.parse_args(argv)
+    if (Path(args.out) / META_FILE).exists() and not args.overwrite:
+        p.error(f"--out {args.out} already holds a run: pass --overwrite to replace it, or choose another --out")
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

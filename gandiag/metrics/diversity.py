@@ -606,6 +606,9 @@ class DiversityEvaluator:
             )
         if not isinstance(real, torch.Tensor) or real.ndim < 2:
             raise ValueError(f"Expected real samples as a tensor [N, ...] but got {getattr(real, 'shape', real)!r}")
+        if real.shape[0] <= k:
+            raise ValueError(f"Expected more than k={k} real samples (each is compared with its {k} nearest "
+                             f"neighbours) but got {real.shape[0]}")
         self.k = k
         self.max_samples = max_samples
         self.seed = seed

@@ -268,3 +268,9 @@ def test_evaluator_mode_shift_of_fresh_batches_of_one_g_is_small(ring):
     ev = DiversityEvaluator(ring.data, modes=ring.modes, mode_std=ring.mode_std)
     ev(_fresh(ring, 1000, 5))
     assert ev(_fresh(ring, 1000, 6))[DIV_MODE_SHIFT] < 0.1  # sampling noise only
+
+
+def test_evaluator_needs_more_reals_than_neighbours():
+    with pytest.raises(ValueError, match=r"Expected more than k=5 real samples .* but got 5"):
+        DiversityEvaluator(torch.randn(5, 2))
+    assert DiversityEvaluator(torch.randn(6, 2)).k == 5
