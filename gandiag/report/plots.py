@@ -243,6 +243,9 @@ _DIVERSITY = (
     (schema.DIV_RECALL, "recall"),
     (schema.DIV_COVERAGE, "coverage"),
     (schema.DIV_RATIO, "diversity ratio"),
+    # Share of G's mass that moved to other modes since the last evaluation: high
+    # while coverage stays low is mode hopping (the oscillation finding).
+    (schema.DIV_MODE_SHIFT, "mode shift"),
 )
 
 
@@ -256,10 +259,10 @@ def _modes_fraction(run: Run) -> pd.Series:
 
 def plot_diversity(run: Run, findings: Iterable[Mapping] = (), ax: Axes | None = None) -> tuple[Figure, Axes]:
     """The diversity metrics the run recorded: modes covered as a fraction of all modes,
-    high-quality share, recall, coverage and diversity ratio."""
+    high-quality share, recall, coverage, diversity ratio and mode shift."""
     with _theme():
         fig, ax = _new_axes(ax)
-        palette = sns.color_palette("dark", 5)
+        palette = sns.color_palette("dark", 1 + len(_DIVERSITY))
         present = []
         frac = _modes_fraction(run)
         if len(frac):

@@ -1,5 +1,6 @@
 import matplotlib
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.collections import PathCollection
 from matplotlib.image import AxesImage
@@ -170,3 +171,13 @@ def test_no_global_matplotlib_state_changed(make_run, finding):
     plots.plot_overlay([run], schema.LOSS_D)
     assert dict(matplotlib.rcParams) == before
     assert plt.get_fignums() == []
+
+
+def test_mode_shift_is_drawn_when_recorded(make_run):
+    run = make_run(steps=100)
+    shift = pd.Series([0.1, 0.6, 0.4], index=[20, 40, 60])
+    run.metrics.loc[shift.index, schema.DIV_MODE_SHIFT] = shift
+    _, ax = plots.plot_diversity(run)
+    (line,) = [l for l in ax.lines if l.get_label() == "mode shift"]
+    assert list(line.get_ydata()) == pytest.approx([0.1, 0.6, 0.4])
+    assert "mode shift" not in _legend_texts(plots.plot_diversity(make_run("other", steps=100))[1])
