@@ -165,6 +165,8 @@ def check_arguments(generator: Any, discriminator: Any, run_dir: Any, d_output: 
         raise MonitorUsageError(f"Expected config= to be a MonitorConfig but got {type(config).__name__}")
     if run_dir is None or not isinstance(run_dir, (str, os.PathLike)):
         raise MonitorUsageError(f"Expected run_dir= to be a path but got {type(run_dir).__name__}")
+    if not str(os.fspath(run_dir)).strip():
+        raise MonitorUsageError("Expected run_dir= to name a directory but got an empty path")
     if evaluator is not None and not callable(evaluator):
         raise MonitorUsageError(f"Expected evaluator= to be callable but got {type(evaluator).__name__}")
     if sampler is not None and not callable(sampler):
@@ -467,6 +469,10 @@ class Monitor:
             metrics are measured on its output, one G, instead of on the last
             ``fake=`` batches, which mix several recent G's: a G that hops
             between modes from step to step looks diverse in the mixture.
+            It is called under ``torch.no_grad`` at each diversity evaluation
+            (every ``diversity_every`` steps and once more at :meth:`close`, for
+            the G the run ends with) and must return a float batch shaped like
+            the ``fake=`` batches.
 
     Example:
         >>> with gandiag.Monitor(G, D, "runs/my-gan") as mon:
@@ -544,6 +550,7 @@ class Monitor:
         self._n_fakes = 0
         self._last_fake: Tensor | None = None
         self._sample_shape: tuple[str, torch.Size] | None = None  # (first argument seen, its sample shape)
+        self._evaluated_at: int | None = None  # the step of the latest diversity evaluation
         # A forward hook adds a few microseconds to every call of D, so it is on only
         # while the forward it exists for (G's step) can come: from a D step to the
         # next G step (for good, once a loop shows two G steps in a row).
@@ -1008,12 +1015,26 @@ class Monitor:
             return
         if self._sampler is not None:
             with torch.no_grad():
-                fakes = self._sampler().detach().float()
+                fakes = self._sampled(evaluator)
         else:
             fakes = torch.cat(list(self._fakes))[-self.config.n_eval:].float()
+        self._evaluated_at = step
         if not torch.isfinite(fakes).all():
             return
         self._div_rows[step] = {k: float(v) for k, v in evaluator(fakes).items()}
+
+    def _sampled(self, evaluator) -> Tensor:
+        out = self._sampler()
+        k = getattr(evaluator, "k", 0)
+        shape = self._sample_shape[1] if self._sample_shape is not None else None
+        if (not isinstance(out, Tensor) or not out.is_floating_point() or out.ndim < 2 or out.shape[0] <= k
+                or (shape is not None and out.shape[1:] != shape)):
+            got = (f"a {out.dtype} tensor of shape {list(out.shape)}" if isinstance(out, Tensor)
+                   else type(out).__name__)
+            want = f"[n > {k}, {', '.join(map(str, shape))}]" if shape is not None else f"[n > {k}, ...]"
+            raise MonitorUsageError(f"Expected sampler= to return a floating-point batch {want} like the fake= "
+                                    f"batches but got {got}")
+        return out.detach().float()
 
     def _get_evaluator(self):
         if self._evaluator is None and self._n_reals >= min(self.config.n_real, 2 * self.config.n_eval // 4):
@@ -1032,8 +1053,9 @@ class Monitor:
         ``diverged`` when a NaN/Inf was recorded). Safe to call twice."""
         if self._closed:
             return
-        if status is not None and status not in STATUSES:
-            raise MonitorUsageError(f"Expected status in {STATUSES} (or None) but got {status!r}")
+        ended = tuple(st for st in STATUSES if st != "running")
+        if status is not None and status not in ended:
+            raise MonitorUsageError(f"Expected status in {ended} (or None) but got {status!r}")
         self._closed = True
         self._disarm()
         try:
@@ -1044,6 +1066,10 @@ class Monitor:
             last = self.step - 1
             if self._writer is not None and self._last_fake is not None and last >= 0:
                 self._snapshot(last)
+                if self._evaluated_at != last:
+                    # The G the run ends with, whatever the cadence: a report's "final" is then
+                    # final, and a run shorter than diversity_every is measured after step 0.
+                    self._evaluate(last)
             self.flush()
         except BaseException:
             status = "interrupted"

@@ -507,8 +507,9 @@ def test_sampler_feeds_the_diversity_metrics(tmp_path):
     cfg = MonitorConfig(diversity_every=2)
     with Monitor(G, D, tmp_path / "s", config=cfg, evaluator=evaluator, sampler=lambda: fixed) as mon:
         loop(mon, G, D, 4)
-    assert seen == [7, 7]
-    assert (load_run(tmp_path / "s").series(S.DIV_RATIO) == 3.0).all()
+    assert seen == [7, 7, 7]  # steps 0 and 2 on the cadence, and the final G at close()
+    div = load_run(tmp_path / "s").series(S.DIV_RATIO)
+    assert list(div.index) == [0, 2, 3] and (div == 3.0).all()
     with pytest.raises(MonitorUsageError, match="Expected sampler= to be callable but got int"):
         Monitor(G, D, tmp_path / "t", sampler=3)
 
@@ -572,3 +573,35 @@ def test_close_with_an_unknown_status_fails_and_leaves_the_monitor_open(tmp_path
         mon.close("bogus")
     mon.close()
     assert load_run(tmp_path / "r").status == "completed"
+
+
+def test_a_sampler_returning_the_wrong_thing_is_a_one_line_error(tmp_path):
+    for bad, got in ((lambda: torch.zeros(7, 2).numpy(), "got ndarray"),
+                     (lambda: torch.zeros(7, 3), r"\[n > 0, 2\] like the fake= batches but got a torch.float32 tensor "
+                                                 r"of shape \[7, 3\]"),
+                     (lambda: torch.zeros(7, 2, dtype=torch.int64), "torch.int64")):
+        G, D = nets()
+        mon = Monitor(G, D, tmp_path / f"r{len(list(tmp_path.iterdir()))}", config=MonitorConfig(diversity_every=2),
+                      evaluator=lambda fake: {S.DIV_RATIO: 1.0}, sampler=bad)
+        with pytest.raises(MonitorUsageError, match="Expected sampler= to return a floating-point batch.*" + got):
+            loop(mon, G, D, 3)
+        mon.close()
+
+
+def test_a_run_shorter_than_the_cadence_is_measured_at_close(tmp_path):
+    G, D = nets()
+    cfg = MonitorConfig(diversity_every=1000)
+    with Monitor(G, D, tmp_path / "r", config=cfg, evaluator=lambda fake: {S.DIV_RATIO: float(len(fake))}) as mon:
+        loop(mon, G, D, 30)
+    div = load_run(tmp_path / "r").series(S.DIV_RATIO)
+    assert list(div.index) == [0, 29]
+
+
+def test_empty_run_dir_and_a_running_close_status_are_refused(tmp_path):
+    G, D = nets()
+    with pytest.raises(MonitorUsageError, match="Expected run_dir= to name a directory but got an empty path"):
+        Monitor(G, D, "")
+    mon = Monitor(G, D, tmp_path / "r")
+    with pytest.raises(MonitorUsageError, match="Expected status in"):
+        mon.close("running")
+    mon.close()
