@@ -21,7 +21,7 @@ from gandiag.data import DATASETS, DataError
 from gandiag.detectors import DETECTORS
 from gandiag.losses import LOSSES
 from gandiag.report import text_summary, write_report
-from gandiag.rundir import RunDirError
+from gandiag.rundir import RunDirError, jsonable
 from gandiag.train import TrainConfig, sweep
 from gandiag.zoo.scenarios import TIERS
 
@@ -86,9 +86,10 @@ def main():
               help=f"A data set or a comma list: {', '.join(DATASETS)}, or a .npy/.npz file (N x D or N x H x W[x C]).")
 @click.option("--seeds", default=str(_DEFAULT.seed), show_default=True, help="Comma list of seeds; each is matched across losses.")
 @click.option("--steps", type=int, default=_DEFAULT.steps, show_default=True, help="Generator updates per run.")
-@click.option("--batch-size", type=int, default=_DEFAULT.batch_size, show_default=True)
-@click.option("--lr-g", type=float, default=_DEFAULT.lr_g, show_default=True)
-@click.option("--lr-d", type=float, default=_DEFAULT.lr_d, show_default=True)
+@click.option("--batch-size", type=int, default=_DEFAULT.batch_size, show_default=True,
+              help="Real and fake samples per step.")
+@click.option("--lr-g", type=float, default=_DEFAULT.lr_g, show_default=True, help="Adam learning rate of G.")
+@click.option("--lr-d", type=float, default=_DEFAULT.lr_d, show_default=True, help="Adam learning rate of D.")
 @click.option("--d-steps", type=int, default=_DEFAULT.d_steps, show_default=True, help="D updates per G update.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=_DEFAULT.device, show_default=True)
 @click.option("--threads", type=int, default=_DEFAULT.threads, show_default=True,
@@ -104,7 +105,7 @@ def run(loss, data, seeds, steps, batch_size, lr_g, lr_d, d_steps, device, threa
     try:
         base = replace(_DEFAULT, steps=steps, batch_size=batch_size, lr_g=lr_g, lr_d=lr_d,
                        d_steps=d_steps, device=device, threads=threads, loss=losses[0], seed=seed_list[0])
-        sweep_dir = Path(out) / time.strftime("%Y%m%d-%H%M%S")
+        sweep_dir = Path(out).expanduser() / time.strftime("%Y%m%d-%H%M%S")
         result = sweep(losses, datasets, seed_list, base, sweep_dir, progress=not quiet)
     except (ValueError, DataError) as exc:
         raise _Fail(_flag_names(str(exc))) from None
@@ -118,22 +119,26 @@ def run(loss, data, seeds, steps, batch_size, lr_g, lr_d, d_steps, device, threa
 @main.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="HTML file to write [default: reports/report-<time>.html].")
-@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON instead of the text summary.")
+              help="HTML file to write [default: reports/report-<time>.html; with --json, none unless given].")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the findings as JSON instead of the text summary (no HTML unless --out is given).")
 @click.option("--fail-on", default="", help="Exit with status 1 when any of these finding kinds (comma list) is present.")
 def report(run_dirs, out, as_json, fail_on):
-    """Analyse run directories (or sweep folders) and write one HTML report."""
+    """Analyse run directories (or sweep folders), write one HTML report and each
+    run's findings.json."""
     try:
         fail_kinds = check_kinds(_split(fail_on))
-        result = analyze_runs(run_dirs, write=False)
+        result = analyze_runs([str(Path(d).expanduser()) for d in run_dirs], write=False)
         for skipped, why in result.skipped:
             click.echo(f"gandiag: warning: skipped {skipped}: {why}", err=True)
         # The report reads the sample files; only once it is written do the runs get findings.json.
-        try:
-            path = write_report(result.runs, result.findings, out=out,
-                                descriptions={k: cls.description for k, cls in DETECTORS.items()})
-        except OSError as exc:
-            raise _Fail(_os_error(exc, "a writable place for the report (--out)")) from None
+        path = None
+        if out is not None or not as_json:
+            try:
+                path = write_report(result.runs, result.findings, out=None if out is None else Path(out).expanduser(),
+                                    descriptions={k: cls.description for k, cls in DETECTORS.items()})
+            except OSError as exc:
+                raise _Fail(_os_error(exc, "a writable place for the report (--out)")) from None
         for unsaved, why in result.write_findings():
             click.echo(f"gandiag: warning: findings.json not saved in {unsaved} ({why}); the report has them", err=True)
     except (RunDirError, ValueError, OSError) as exc:
@@ -142,7 +147,8 @@ def report(run_dirs, out, as_json, fail_on):
         click.echo(json.dumps({str(r.path): fs for r, fs in zip(result.runs, result.findings)}, indent=2))
     else:
         click.echo(text_summary(result.runs, result.findings))
-    click.echo(f"report: {path}", err=True)
+    if path is not None:
+        click.echo(f"report: {path}", err=True)
     hit = sorted(set(fail_kinds) & result.kinds())
     if hit:
         click.echo(f"gandiag: failing on findings: {', '.join(hit)}", err=True)
@@ -151,7 +157,7 @@ def report(run_dirs, out, as_json, fail_on):
 
 @main.command()
 @click.option("--tier", type=click.Choice(list(TIERS)), default="quick", show_default=True,
-              help="quick: the CI set (1-2 minutes on 2 CPU cores with --jobs 2); full: more seeds and settings.")
+              help="quick: the CI set (1-2 minutes on one CPU core); full: more seeds and settings (~9 minutes).")
 @click.option("-o", "--out", type=click.Path(file_okay=False), required=True,
               help="Folder for the scenario runs, zoo_results.json and zoo_report.md.")
 @click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True, help="Scenarios run in parallel.")
@@ -167,10 +173,10 @@ def zoo(tier, out, jobs, reuse, as_json, fail_below):
     command = (f"gandiag zoo --tier {tier} -o {out}" + (f" --jobs {jobs}" if jobs > 1 else "")
                + (" --reuse" if reuse else ""))
     try:
-        summary = evaluate_zoo(tier, out, jobs=jobs, reuse=reuse, command=command)
+        summary = evaluate_zoo(tier, Path(out).expanduser(), jobs=jobs, reuse=reuse, command=command)
     except (ValueError, FileExistsError) as exc:
         raise _Fail(str(exc)) from None
-    click.echo(json.dumps(summary["scores"], indent=2) if as_json else text_summary(summary))
+    click.echo(json.dumps(jsonable(summary["scores"]), indent=2) if as_json else text_summary(summary))
     click.echo(f"report: {Path(out) / 'zoo_report.md'}", err=True)
     if fail_below is not None:
         from gandiag.zoo import shortfalls

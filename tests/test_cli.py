@@ -116,3 +116,34 @@ def test_unwritable_out_folders_are_one_line_errors(cli, tmp_path):
     w.close("completed")
     _one_line_error(cli.invoke(main, ["report", str(tmp_path / "r"), "--out", "/sys/gandiag-test/r.html"]),
                     "Expected a writable place for the report (--out) but got")
+
+
+def _tiny_run(path):
+    from gandiag.rundir import RunWriter
+
+    w = RunWriter(path, {"config": {}, "d_output": "logits"})
+    w.append([{"step": 0, "loss_g": 1.0}])
+    w.close("completed")
+
+
+def test_report_json_writes_no_html_unless_out_is_given(cli, tmp_path, monkeypatch):
+    _tiny_run(tmp_path / "r")
+    monkeypatch.chdir(tmp_path)
+    res = cli.invoke(main, ["report", "r", "--json"])
+    assert res.exit_code == 0, res.output
+    assert list(json.loads(res.stdout).values()) == [[]]
+    assert not (tmp_path / "reports").exists() and "report:" not in res.stderr
+    assert (tmp_path / "r" / "findings.json").exists()
+    res = cli.invoke(main, ["report", "r", "--json", "--out", "x.html"])
+    assert res.exit_code == 0 and (tmp_path / "x.html").exists()
+
+
+def test_tilde_paths_expand_to_the_home_directory(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    _tiny_run(tmp_path / "r")
+    res = cli.invoke(main, ["report", "~/r", "--out", "~/rep.html"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "rep.html").exists() and not (tmp_path / "~").exists()
+    res = cli.invoke(main, ["run", "--steps", "2", "--out", "~/runs", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert len(list((tmp_path / "runs").glob("*/ring8-nonsaturating-s0/meta.json"))) == 1
