@@ -126,6 +126,14 @@ def main(argv=None) -> int:
     p.add_argument("--wall", action="store_true", help="time the CPU by wall clock, not process time")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     args = p.parse_args(argv)
+    for name in ("threads", "block", "repeats", "batch", "width"):
+        if getattr(args, name) < 1:
+            p.error(f"Expected --{name} to be an integer >= 1 but got {getattr(args, name)}")
+    cadence = MonitorConfig()
+    if args.block < max(cadence.flush_every, cadence.diversity_every):
+        # A block that holds no flush or no diversity evaluation leaves their cost out of its timing.
+        print(f"warning: --block {args.block} is shorter than the Monitor's flush ({cadence.flush_every} steps) or "
+              f"diversity ({cadence.diversity_every} steps) cadence, so some blocks time neither", file=sys.stderr)
     variants = [v for v in args.variants.split(",") if v]
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown or "bare" not in variants:

@@ -181,14 +181,34 @@ def _check_run_config(run_config: Any) -> None:
     # It goes into meta.json: say which entry JSON cannot hold now, not at the first write.
     if not isinstance(run_config, Mapping):
         raise MonitorUsageError(f"Expected run_config= to be a mapping but got {type(run_config).__name__}")
-    for key, value in run_config.items():
-        try:
-            json.dumps(jsonable(value))
-        except (TypeError, ValueError):
-            raise MonitorUsageError(
-                f"Expected run_config= values that JSON can store (numbers, strings, lists, dicts) but "
-                f"{key!r} holds a {type(value).__name__}; store its name, e.g. str(value)"
-            ) from None
+    bad = _unjsonable(dict(run_config), "run_config")
+    if bad is not None:
+        where, value = bad
+        raise MonitorUsageError(
+            f"Expected run_config= values that JSON can store (numbers, strings, lists, dicts) but "
+            f"{where} is of type {type(value).__name__}; store its name instead, e.g. str(value)"
+        )
+
+
+def _unjsonable(value: Any, where: str) -> tuple[str, Any] | None:
+    """The first place in ``value`` that JSON cannot hold, as ``(path, value)``."""
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            found = _unjsonable(v, f"{where}[{k!r}]")
+            if found:
+                return found
+        return None
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            found = _unjsonable(v, f"{where}[{i}]")
+            if found:
+                return found
+        return None
+    try:
+        json.dumps(jsonable(value))
+    except (TypeError, ValueError):
+        return where, value
+    return None
 
 
 def _check_samples(name: str, x: Tensor) -> None:
@@ -655,6 +675,11 @@ class Monitor:
             raise MonitorUsageError(
                 f"Expected D's outputs on a non-empty batch but got real_out of shape {tuple(real_out.shape)} "
                 f"and fake_out of shape {tuple(fake_out.shape)}"
+            )
+        if real_out.shape[1:] != fake_out.shape[1:]:
+            raise MonitorUsageError(
+                f"Expected real_out and fake_out with the same shape per sample but got {tuple(real_out.shape)} "
+                f"and {tuple(fake_out.shape)}"
             )
         if real is not None:
             self._check_sample_batch("real", real)

@@ -556,12 +556,16 @@ def test_sample_batches_must_be_float_and_agree_in_shape(tmp_path):
             mon.generator_step(loss=gen.mean(), fake_out=gen[:0])
         with pytest.raises(MonitorUsageError, match="non-empty batch but got real_out of shape"):
             mon.discriminator_step(loss=out.mean(), real_out=out[:0], fake_out=out)
+        with pytest.raises(MonitorUsageError, match=r"the same shape per sample but got \(8, 3\) and \(8,\)"):
+            mon.discriminator_step(loss=out.mean(), real_out=torch.zeros(8, 3), fake_out=out)
 
 
 def test_run_config_that_json_cannot_hold_names_its_key(tmp_path):
     G, D = nets()
-    with pytest.raises(MonitorUsageError, match=r"'opt' holds a type"):
+    with pytest.raises(MonitorUsageError, match=r"run_config\['opt'\] is of type type"):
         Monitor(G, D, tmp_path / "r", run_config={"lr": 1e-3, "opt": torch.optim.Adam})
+    with pytest.raises(MonitorUsageError, match=r"run_config\['a'\]\['b'\]\[1\] is of type object"):
+        Monitor(G, D, tmp_path / "r", run_config={"a": {"b": [1, object()]}})
     assert not (tmp_path / "r").exists()
 
 

@@ -262,9 +262,11 @@ def _evidence(evidence: Mapping) -> str:
     return f'<table class="evidence">{rows}</table>'
 
 
-def _findings_table(fs: list[dict] | None) -> str:
+def _findings_table(fs: list[dict] | None, recorded: bool = True) -> str:
     if fs is None:
         return '<p class="unknown">Not analysed: no findings were given and the run has no findings.json.</p>'
+    if not fs and not recorded:
+        return '<p class="unknown">Nothing recorded yet, so nothing to find.</p>'
     if not fs:
         return '<p class="none">No findings.</p>'
     rows = []
@@ -332,7 +334,7 @@ def _run_section(run: Run, fs: list[dict] | None, anchor: str) -> str:
         info["last finite step"] = lfs
     config = "".join(f"<dt>{escape(k)}</dt><dd>{escape(_fmt(v))}</dd>" for k, v in info.items())
     return (f'<section class="run" id="{anchor}"><h2>{escape(run.name)}</h2><dl class="config">{config}</dl>'
-            f"<h3>Findings</h3>{_findings_table(fs)}"
+            f"<h3>Findings</h3>{_findings_table(fs, recorded=not run.metrics.empty)}"
             f"<h3>Metrics</h3>{_timeseries_figure(run, fs or [])}"
             f"<h3>Samples</h3>{_samples_figure(run)}</section>")
 

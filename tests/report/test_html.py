@@ -194,3 +194,11 @@ def test_critic_scores_stay_off_the_d_fake_probability_panel(make_run, tmp_path,
     text = write_report(runs[1:], [[]], tmp_path / "c.html").read_text()
     assert "d_fake" not in drawn and "left out of its panel" not in text
     assert "Not recorded in any run: d_fake" not in text  # it is recorded, as scores
+
+
+def test_a_run_with_nothing_recorded_says_so(tmp_path):
+    from gandiag.rundir import RunWriter, load_run
+
+    RunWriter(tmp_path / "empty", {"config": {}, "d_output": "logits"}).close("interrupted")
+    text = write_report([load_run(tmp_path / "empty")], [[]], tmp_path / "r.html").read_text()
+    assert "Nothing recorded yet" in text and "No findings." not in text
