@@ -490,8 +490,8 @@ class Monitor:
             ``fake=`` batches, which mix several recent G's: a G that hops
             between modes from step to step looks diverse in the mixture.
             It is called under ``torch.no_grad`` at each diversity evaluation
-            (every ``diversity_every`` steps and once more at :meth:`close`, for
-            the G the run ends with) and must return a float batch shaped like
+            (every ``diversity_every`` steps, and at :meth:`close` in a run too
+            short for a second one) and must return a float batch shaped like
             the ``fake=`` batches.
 
     Example:
@@ -571,6 +571,7 @@ class Monitor:
         self._last_fake: Tensor | None = None
         self._sample_shape: tuple[str, torch.Size] | None = None  # (first argument seen, its sample shape)
         self._evaluated_at: int | None = None  # the step of the latest diversity evaluation
+        self._n_evaluations = 0
         # A forward hook adds a few microseconds to every call of D, so it is on only
         # while the forward it exists for (G's step) can come: from a D step to the
         # next G step (for good, once a loop shows two G steps in a row).
@@ -1044,6 +1045,7 @@ class Monitor:
         else:
             fakes = torch.cat(list(self._fakes))[-self.config.n_eval:].float()
         self._evaluated_at = step
+        self._n_evaluations += 1
         if not torch.isfinite(fakes).all():
             return
         self._div_rows[step] = {k: float(v) for k, v in evaluator(fakes).items()}
@@ -1091,9 +1093,10 @@ class Monitor:
             last = self.step - 1
             if self._writer is not None and self._last_fake is not None and last >= 0:
                 self._snapshot(last)
-                if self._evaluated_at != last:
-                    # The G the run ends with, whatever the cadence: a report's "final" is then
-                    # final, and a run shorter than diversity_every is measured after step 0.
+                if self._n_evaluations < 2 and self._evaluated_at != last:
+                    # A run that never reached a second evaluation (shorter than
+                    # diversity_every) would otherwise show only its untrained G. Longer
+                    # runs keep the evenly spaced series the detectors were calibrated on.
                     self._evaluate(last)
             self.flush()
         except BaseException:
