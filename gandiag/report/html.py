@@ -141,7 +141,9 @@ def _final_modes(run: Run) -> str:
     c = covered.iloc[-1]
     if not (math.isfinite(c) and math.isfinite(t)):
         return DASH
-    return f"{_fmt(int(c) if float(c).is_integer() else c)}/{_fmt(int(t) if float(t).is_integer() else t)}"
+    # The step says how old "last" is: diversity is measured on a cadence.
+    return (f"{_fmt(int(c) if float(c).is_integer() else c)}/{_fmt(int(t) if float(t).is_integer() else t)}"
+            f" @{int(step)}")
 
 
 def _num(value: float | None) -> str:
@@ -185,7 +187,7 @@ def _finding_badges(fs: list[dict] | None) -> str:
 
 
 def _comparison(runs: list[Run], per_run: list, anchors: list[str]) -> str:
-    head = ("Run", "Variant", "Seed", "Data", "Status", "Findings", "Final modes covered",
+    head = ("Run", "Variant", "Seed", "Data", "Status", "Findings", "Modes covered (last evaluation)",
             "Early \u2016\u2207G\u2016", "Early logit grad")
     rows = []
     for run, fs, anchor in zip(runs, per_run, anchors):

@@ -87,7 +87,7 @@ def test_comparison_table_one_row_per_run(make_run, finding, tmp_path):
     by_name = {r[0]: r for r in rows}
     assert by_name["ns-0"][5].strip() == "mode_collapse"
     assert by_name["wgan-0"][5].strip() == "none"
-    assert by_name["ns-0"][6] == "3/8" and by_name["wgan-0"][6] == "8/8"
+    assert by_name["ns-0"][6] == "3/8 @199" and by_name["wgan-0"][6] == "8/8 @199"  # the last step is evaluated
     # 200 steps: the first 10% are steps 0..19, grad_norm_g = 1 + s, logit_grad_g = 0.5 + s
     assert by_name["ns-0"][7] == "10.5" and by_name["ns-0"][8] == "10"
     assert "Across runs" in text
@@ -99,7 +99,7 @@ def test_comparison_shows_dash_when_not_recorded(make_run, tmp_path):
     runs = [make_run("a", omit=(schema.DIV_MODES_COVERED, schema.GRAD_NORM_G)), make_run("b")]
     rows = {r[0]: r for r in _parse(write_report(runs, [[], []], tmp_path / "r.html").read_text()).rows}
     assert rows["a"][6] == "\u2014" and rows["a"][7] == "\u2014"
-    assert rows["b"][6] == "3/8"
+    assert rows["b"][6] == "3/8 @199"
 
 
 def test_no_findings_is_said(make_run, tmp_path):
