@@ -239,11 +239,18 @@ def sweep(
     if clash:
         raise FileExistsError(f"Expected new run directories but these exist: {', '.join(clash[:3])}")
     total = sum(c.steps for group in configs for c in group)
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    # The bar opens at the first trained step, so that an error while a run is set up
+    # (its data, its Monitor) is the only line printed.
+    bar, name, done = None, "", 0
 
-        bar = tqdm(total=total, file=sys.stderr, unit="step", dynamic_ncols=True)
+    def tick(_step: int) -> None:
+        nonlocal bar
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, initial=done, desc=name, file=sys.stderr, unit="step", dynamic_ncols=True)
+        bar.update(1)
+
     run_dirs = []
     try:
         for group in configs:
@@ -251,13 +258,13 @@ def sweep(
             dataset = load_dataset(first.data, seed=first.seed) if first.seed != 0 else loaded[first.data]
             models = initial_models(dataset, first)
             for cfg in group:
+                name = run_name(cfg)
                 if bar is not None:
-                    bar.set_description(run_name(cfg))
-                done_before = bar.n if bar is not None else 0
-                rd = train(cfg, out / run_name(cfg), dataset=dataset, models=models,
-                           on_step=(lambda _s: bar.update(1)) if bar is not None else None)
+                    bar.set_description(name)
+                rd = train(cfg, out / name, dataset=dataset, models=models, on_step=tick if progress else None)
+                done += cfg.steps
                 if bar is not None:  # a diverged run stops early: move the bar past its remaining steps
-                    bar.update(done_before + cfg.steps - bar.n)
+                    bar.update(done - bar.n)
                 run_dirs.append(rd)
     finally:
         if bar is not None:

@@ -88,3 +88,14 @@ def test_cuda_matches_cpu_first_steps(tmp_path):
     cpu = load_run(train(TrainConfig(steps=10, device="cpu", monitor=FAST), tmp_path / "c")).metrics
     gpu = load_run(train(TrainConfig(steps=10, device="cuda", monitor=FAST), tmp_path / "g")).metrics
     np.testing.assert_allclose(cpu[S.LOSS_D].to_numpy()[:3], gpu[S.LOSS_D].to_numpy()[:3], rtol=1e-3)
+
+
+def test_the_progress_bar_counts_every_run_and_opens_only_once_training_starts(tmp_path, capsys):
+    sweep(["minimax", "nonsaturating"], ["ring8"], [0], TrainConfig(steps=5, monitor=FAST), tmp_path / "ok")
+    err = capsys.readouterr().err
+    assert "10/10" in err and "ring8-nonsaturating-s0" in err
+    tiny = tmp_path / "tiny.npy"
+    np.save(tiny, np.zeros((3, 2), dtype=np.float32))
+    with pytest.raises(ValueError, match="Expected more than k=5 real samples"):
+        sweep(["minimax"], [str(tiny)], [0], TrainConfig(steps=5, monitor=FAST), tmp_path / "bad")
+    assert "step" not in capsys.readouterr().err  # no bar before the error
