@@ -104,15 +104,12 @@ class GandiagCallback(Callback):
     ):
         check_arguments(generator, discriminator, run_dir, d_output, config=config, evaluator=evaluator,
                         sampler=sampler, run_config=run_config)
-        self.generator = generator
-        self.discriminator = discriminator
-        self.run_dir = run_dir
-        self.d_output = d_output
-        self.config = config
-        self.run_config = run_config
-        self.evaluator = evaluator
-        self.overwrite = overwrite
-        self.sampler = sampler
+        # Kept as given and handed to the Monitor that on_fit_start opens.
+        self._monitor_args = dict(
+            generator=generator, discriminator=discriminator, run_dir=run_dir, d_output=d_output, config=config,
+            run_config={"source": "lightning", **dict(run_config or {})}, evaluator=evaluator, overwrite=overwrite,
+            sampler=sampler,
+        )
         self._monitor: Monitor | None = None
 
     @property
@@ -142,11 +139,7 @@ class GandiagCallback(Callback):
             )
         # "16-mixed" scales the losses; the Monitor has to know by how much.
         scaler = getattr(getattr(trainer, "precision_plugin", None), "scaler", None)
-        self._monitor = Monitor(
-            self.generator, self.discriminator, self.run_dir, self.d_output, config=self.config,
-            run_config={"source": "lightning", **dict(self.run_config or {})}, evaluator=self.evaluator,
-            overwrite=self.overwrite, grad_scaler=scaler, sampler=self.sampler,
-        )
+        self._monitor = Monitor(**self._monitor_args, grad_scaler=scaler)
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._close(None)
