@@ -24,8 +24,16 @@ def _healthy_how(extra: str) -> str:
             f"good. {_MEASURED}")
 
 
+def _dirac(name, tiers, split, cfg, intent, how):
+    # The simultaneous spiral passes through stretches where D wins outright and D(G(z)) < 0.01:
+    # G's gradient there really is vanishing, a side effect of the spiral, not scored.
+    dont_care = frozenset({VG, STRONG}) if DIV in intent else frozenset()
+    register_scenario(Scenario(name=name, tiers=tiers, split=split, intent=frozenset(intent), how=how, dirac=cfg,
+                               dont_care=dont_care))
+
+
 # -- Dirac-GAN (truth from the closed form) -----------------------------------------------
-for name, tiers, split, cfg, intent, how in (
+for spec in (
     ("dirac-sim-h0.2", Q, CAL, DiracConfig("simultaneous", 500, 0.2), {DIV},
      "Simultaneous gradient steps on the Dirac-GAN spiral outwards (radius 1.41 -> 3.10 in 500 steps, closed form)."),
     ("dirac-alt-h0.2", Q, CAL, DiracConfig("alternating", 500, 0.2), {OSC},
@@ -45,11 +53,7 @@ for name, tiers, split, cfg, intent, how in (
     ("dirac-r1-h0.1-g1", F, HELD, DiracConfig("simultaneous", 800, 0.1, r1_gamma=1.0), set(),
      "Simultaneous steps with R1 gamma 1.0 at h = 0.1 converge (closed form radius < 1e-2)."),
 ):
-    # The simultaneous spiral passes through stretches where D wins outright and D(G(z)) < 0.01:
-    # G's gradient there really is vanishing, a side effect of the spiral, not scored.
-    dont_care = frozenset({VG, STRONG}) if DIV in intent else frozenset()
-    register_scenario(Scenario(name=name, tiers=tiers, split=split, intent=frozenset(intent), how=how, dirac=cfg,
-                               dont_care=dont_care))
+    _dirac(*spec)
 
 
 def _t(name, tiers, split, intent, how, *, dont_care=(), mode_std=None, **cfg):
@@ -144,7 +148,7 @@ for seed, tiers, split in ((0, Q, CAL), (1, F, HELD)):
        betas=(0.5, 0.999), d_steps=1, width=128)
 
 # -- more seeds, widths and data sets --------------------------------------------------------
-for name, tiers, split, cfg, intent, how in (
+for spec in (
     ("dirac-alt-h0.15", F, CAL, DiracConfig("alternating", 600, 0.15), {OSC},
      "Alternating steps at h = 0.15 cycle at constant radius (closed form)."),
     ("dirac-sim-h0.15", F, CAL, DiracConfig("simultaneous", 600, 0.15), {DIV},
@@ -156,9 +160,7 @@ for name, tiers, split, cfg, intent, how in (
     ("dirac-alt-h0.25-start0.5", F, HELD, DiracConfig("alternating", 500, 0.25, theta0=0.5, psi0=0.5), {OSC},
      "Alternating steps at h = 0.25 from (0.5, 0.5) cycle at constant radius (closed form)."),
 ):
-    dont_care = frozenset({VG, STRONG}) if DIV in intent else frozenset()
-    register_scenario(Scenario(name=name, tiers=tiers, split=split, intent=frozenset(intent), how=how, dirac=cfg,
-                               dont_care=dont_care))
+    _dirac(*spec)
 
 for seed, width, split in ((3, 32, CAL), (4, 32, HELD), (0, 16, HELD)):
     _t(f"digits-healthy-c{width}-s{seed}", F, split, set(),
