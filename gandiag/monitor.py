@@ -211,13 +211,6 @@ def _unjsonable(value: Any, where: str) -> tuple[str, Any] | None:
     return None
 
 
-def _check_samples(name: str, x: Tensor) -> None:
-    if not x.is_floating_point():
-        raise MonitorUsageError(
-            f"Expected {name}= to be a floating-point batch, as D sees it, but got {x.dtype}; "
-            "pass it after converting and scaling it like the other side"
-        )
-
 
 def _unwrap(module: nn.Module) -> nn.Module:
     # DDP and DataParallel own the real network as .module; naming layers and
@@ -535,10 +528,9 @@ class Monitor:
         self._n_d = 1 + len(_D_COLS) + (len(self._d.layers) if config.layer_norms else 0)
         # Masks over the columns, for the rows built at flush: which are D's (the
         # others are G's), which may be dropped where NaN, which are never written.
-        cols = np.asarray(self._cols, dtype=object)
         self._is_d = np.array([c in _D_COLS or c == S.D_STEPS or c.startswith(S.GRAD_NORM_D_LAYER) for c in self._cols])
-        self._optional = np.isin(cols, _OPTIONAL)
-        self._public = ~np.char.startswith(cols.astype(str), "_")
+        self._optional = np.array([c in _OPTIONAL for c in self._cols])
+        self._public = np.array([not c.startswith("_") for c in self._cols])
         self._i = {c: self._cols.index(c) for c in (S.D_STEPS, S.G_HAS_GRAD, "_nonfinite_d", "_nonfinite_g")}
         # The columns whose presence varies from row to row, given the rest.
         self._varying = np.flatnonzero(self._optional).tolist() + [self._i[S.D_STEPS], self._i[S.G_HAS_GRAD]]
@@ -753,7 +745,11 @@ class Monitor:
 
     def _check_sample_batch(self, name: str, x: Tensor) -> None:
         # At the call, not at the first diversity evaluation hundreds of steps later.
-        _check_samples(name, x)
+        if not x.is_floating_point():
+            raise MonitorUsageError(
+                f"Expected {name}= to be a floating-point batch, as D sees it, but got {x.dtype}; "
+                "pass it after converting and scaling it like the other side"
+            )
         if self._sample_shape is None:
             self._sample_shape = (name, x.shape[1:])
         elif x.shape[1:] != self._sample_shape[1]:
@@ -971,8 +967,8 @@ class Monitor:
         code = varying @ (1 << np.arange(varying.shape[1]))
         rows: list[dict] = [{}] * len(steps)
         bad_list, div = bad.tolist(), self._div_rows
-        for c in np.unique(code).tolist():
-            idx = np.flatnonzero(code == c)
+        for value in np.unique(code).tolist():
+            idx = np.flatnonzero(code == value)
             cols = np.flatnonzero(keep[idx[0]])
             names = [self._cols[c] for c in cols]
             for j, vals in zip(idx.tolist(), m[np.ix_(idx, cols)].tolist()):
