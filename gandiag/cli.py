@@ -21,7 +21,7 @@ from gandiag.data import DATASETS, DataError
 from gandiag.detectors import DETECTORS
 from gandiag.losses import LOSSES
 from gandiag.report import text_summary, write_report
-from gandiag.rundir import RunDirError, jsonable
+from gandiag.rundir import RunDirError, describe_os_error, jsonable
 from gandiag.train import TrainConfig, sweep
 from gandiag.zoo.scenarios import TIERS
 
@@ -59,8 +59,7 @@ def _flag_names(message: str) -> str:
 
 
 def _os_error(exc: OSError, expected: str) -> str:
-    where = f" ({exc.filename})" if exc.filename else ""
-    return f"Expected {expected} but got {type(exc).__name__}: {exc.strerror or exc}{where}"
+    return f"Expected {expected} but got {describe_os_error(exc)}"
 
 
 def _seeds(value: str) -> list[int]:

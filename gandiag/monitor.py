@@ -66,7 +66,7 @@ from torch import Tensor, nn
 
 from gandiag import schema as S
 from gandiag.metrics.gradients import GradNorms
-from gandiag.rundir import LOCK_FILE, STATUSES, RunDirError, RunWriter, jsonable
+from gandiag.rundir import LOCK_FILE, STATUSES, RunDirError, RunWriter, describe_os_error, jsonable
 
 try:
     import fcntl
@@ -587,7 +587,7 @@ class Monitor:
         except OSError as e:
             raise RunDirError(
                 f"Expected a directory gandiag can write at run_dir={str(self.run_dir)!r} but got "
-                f"{type(e).__name__}: {e.strerror or e}" + (f" ({e.filename})" if e.filename else "")
+                f"{describe_os_error(e)}"
             ) from None
 
     def _create_run_dir(self, run_config, overwrite: bool) -> None:

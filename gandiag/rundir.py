@@ -60,6 +60,12 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def describe_os_error(exc: OSError) -> str:
+    """``"PermissionError: Operation not permitted (/sys/x)"``: an OS error in one line, for messages."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    return f"{type(exc).__name__}: {exc.strerror or exc}{where}"
+
+
 _STRICT_JSON = json.JSONEncoder(allow_nan=False)
 
 
