@@ -96,8 +96,9 @@ class MonitorConfig:
     layer_norms: bool = True     # per-layer norms cost nothing extra: they come from the same fused reduction
     # D's weights are compared across every fingerprint_every-th G step: a shared
     # optimizer moves D on every G step, so sampling loses nothing and saves two
-    # reads of all of D's weights on the other steps.
-    fingerprint_every: int = 5
+    # reads of all of D's weights on the other steps (at every 5th step the reads
+    # still cost ~0.3% of a small CPU loop). The finding needs 3 compared steps.
+    fingerprint_every: int = 10
 
     def __post_init__(self):
         for name in ("flush_every", "diversity_every", "n_eval", "samples_every", "n_snapshot", "n_real",
@@ -222,15 +223,6 @@ def _unwrap(module: nn.Module) -> nn.Module:
     return module
 
 
-def _layer_index(module: nn.Module, norms: GradNorms) -> list[int]:
-    # The same grouping as GradNorms: a parameter belongs to the module that owns it.
-    names = [n for n, p in module.named_parameters() if p.requires_grad]
-    owners = [n.rsplit(".", 1)[0] if "." in n else n for n in names]
-    if sorted(set(owners)) != sorted(norms.layers):
-        raise AssertionError(f"layer grouping drifted from GradNorms: {owners} vs {norms.layers}")
-    return [norms.layers.index(o) for o in owners]
-
-
 # -- the run-directory lock ----------------------------------------------------
 class _Lock:
     """An exclusive hold on a run directory, across threads and processes.
@@ -315,6 +307,45 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+# Where torch 2.x keeps a module's forward hooks registered with kwargs.
+_HOOK_DICTS = ("_forward_hooks", "_forward_hooks_with_kwargs")
+
+
+class _SwitchableHook:
+    """A forward hook (with kwargs) that can be switched off and on for the price
+    of two dict operations.
+
+    Registering and removing a hook on every step cost ~25 us per step in a
+    small CPU loop, more than anything else the Monitor does per step but the
+    gradient norms. The hook is registered once; off/on take its entry out of
+    the module's hook dicts and put it back. Should a torch version keep hooks
+    elsewhere, the entry is not found and the hook just stays on, which costs
+    time but records the same: D-step forwards are cleared at each D step.
+    """
+
+    def __init__(self, module: nn.Module, fn: Callable):
+        self._handle = module.register_forward_hook(fn, with_kwargs=True)
+        key = self._handle.id
+        dicts = [getattr(module, name, None) for name in _HOOK_DICTS]
+        self._entries = [(d, key, d[key]) for d in dicts if isinstance(d, dict) and key in d]
+        self._switchable = len(self._entries) == len(dicts)
+        self.on = True
+
+    def switch(self, on: bool) -> None:
+        if on == self.on or not self._switchable:
+            return
+        for d, key, value in self._entries:
+            if on:
+                d[key] = value
+            else:
+                del d[key]
+        self.on = on
+
+    def remove(self) -> None:
+        self.switch(True)  # so that the handle finds its entries
+        self._handle.remove()
+
+
 # -- what one step call keeps until the next flush -------------------------------
 class _DStep:
     __slots__ = ("row", "norms", "scale", "loss", "real_out", "fake_out", "fp_before", "fp_now")
@@ -332,74 +363,46 @@ class _GStep:
         self.fake_out, self.out_grads, self.has_grad = fake_out, out_grads, has_grad
 
 
-class _Net:
-    """One network's parameters, as the hot path reads them."""
-
-    def __init__(self, module: nn.Module):
-        self.norms = GradNorms(module)
-        self.params = self.norms.params
-        self.layers = self.norms.layers
-        self.index = np.asarray(_layer_index(module, self.norms))
-        self._zeros: dict[torch.device, Tensor] = {}
-
-    def has_grad(self) -> bool:
-        return self.norms.has_grad()
-
-    def grad_norms(self) -> list[Tensor]:
-        """Per-parameter L2 norms of ``.grad`` (0 where there is none), on device, unreduced."""
-        grads = []
-        for p in self.params:
-            g = p.grad
-            if g is None:
-                z = self._zeros.get(p.device)
-                if z is None:
-                    z = self._zeros[p.device] = torch.zeros((), device=p.device)
-                g = z
-            elif g.requires_grad:  # a backward with create_graph=True
-                g = g.detach()
-            grads.append(g)
-        return torch._foreach_norm(grads)
-
-    def fingerprint(self) -> list[Tensor]:
-        # Per-tensor norms of the weights: any optimizer step of realistic size changes them.
-        with torch.no_grad():
-            return torch._foreach_norm(self.params)
+def _join(join: Callable, parts: list[Tensor], dev: torch.device) -> Tensor:
+    """``join(parts)`` (torch.stack or torch.cat) on ``dev``."""
+    try:
+        return join(parts).to(dev)
+    except RuntimeError:  # parts on several devices (a network spread over GPUs)
+        return join([p.to(dev) for p in parts])
 
 
 def _stack_rows(lists: list[list[Tensor]], dev: torch.device) -> Tensor:
     """``[len(lists), len(lists[0])]`` from lists of 0-d tensors."""
-    flat = list(itertools.chain.from_iterable(lists))
-    try:
-        stacked = torch.stack(flat)
-    except RuntimeError:  # a network spread over several devices
-        stacked = torch.stack([t.to(dev) for t in flat])
-    return stacked.to(dev).view(len(lists), -1)
+    return _join(torch.stack, list(itertools.chain.from_iterable(lists)), dev).view(len(lists), -1)
 
 
 def _scalars(tensors: list[Tensor], dev: torch.device) -> Tensor:
     """``[len(tensors)]`` from one-element tensors."""
-    return torch.stack([t if t.ndim == 0 else t.reshape(()) for t in tensors]).to(dev)
+    return _join(torch.stack, [t if t.ndim == 0 else t.reshape(()) for t in tensors], dev)
 
 
 class _Pieces:
     """Several tensors' elements as one float array, with per-tensor reductions.
 
-    Tensors of one size (a fixed batch size: the usual case) are stacked into
+    Tensors of one size (a fixed batch size: the usual case) are joined into
     ``[n, size]`` and reduced along dim 1; otherwise they are concatenated and
     reduced by segment index, which costs more.
     """
 
     def __init__(self, tensors: list[Tensor], dev: torch.device):
-        parts = [t if t.ndim == 1 else t.reshape(-1) for t in tensors]
-        self.sizes = [p.numel() for p in parts]
-        self.n = len(parts)
-        self.uniform = len(set(self.sizes)) == 1
-        join = torch.stack if self.uniform else torch.cat
-        try:
-            flat = join(parts)
-        except RuntimeError:  # parts on several devices
-            flat = join([p.to(dev) for p in parts])
-        self.values = flat.to(dev).float()
+        self.n = len(tensors)
+        if tensors[0].ndim and len({t.shape for t in tensors}) == 1:
+            # One shape: a single cat, then a view. Flattening each tensor first
+            # costs a reshape per tensor, several times the cat itself.
+            size = tensors[0].numel()
+            self.sizes, self.uniform = [size] * self.n, True
+            flat = _join(torch.cat, tensors, dev).view(self.n, size)
+        else:
+            parts = [t.reshape(-1) for t in tensors]
+            self.sizes = [p.numel() for p in parts]
+            self.uniform = len(set(self.sizes)) == 1
+            flat = _join(torch.stack if self.uniform else torch.cat, parts, dev)
+        self.values = flat.float()
         if not self.uniform:
             sizes = torch.tensor(self.sizes, device=dev)
             self._seg = torch.repeat_interleave(torch.arange(self.n, device=dev), sizes)
@@ -522,8 +525,8 @@ class Monitor:
         self.grad_scaler = grad_scaler
         enabled = getattr(grad_scaler, "is_enabled", None)
         self._scaler = grad_scaler if grad_scaler is not None and (enabled is None or enabled()) else None
-        self._g = _Net(generator)
-        self._d = _Net(discriminator)
+        self._g = GradNorms(generator)
+        self._d = GradNorms(discriminator)
         self._cols = self._columns()
         self._n_d = 1 + len(_D_COLS) + (len(self._d.layers) if config.layer_norms else 0)
         # Masks over the columns, for the rows built at flush: which are D's (the
@@ -551,7 +554,7 @@ class Monitor:
         self._g_steps: list[_GStep] = []
         self._div_rows: dict[int, dict] = {}
         self._fp_after_g: list[Tensor] | None = None
-        self._out_grad: list[tuple[Tensor, Tensor | None]] = []
+        self._hooked: list[Tensor] = []  # D's outputs on G's fakes since the last step call
         self._scale_src: Tensor | None = None
         self._scale_copy: tuple[int, Tensor] | None = None
         self._evaluator = evaluator
@@ -561,24 +564,15 @@ class Monitor:
         self._fakes: deque[Tensor] = deque()
         self._n_fakes = 0
         self._last_fake: Tensor | None = None
-        self._sample_shape: tuple[str, torch.Size] | None = None  # (first argument seen, its sample shape)
+        self._sample_shape: torch.Size | None = None  # per sample, of the first real=/fake= batch seen
+        self._sample_source = ""                       # which of the two that was
         self._evaluated_at: int | None = None  # the step of the latest diversity evaluation
         self._n_evaluations = 0
         # A forward hook adds a few microseconds to every call of D, so it is on only
         # while the forward it exists for (G's step) can come: from a D step to the
         # next G step (for good, once a loop shows two G steps in a row).
-        self._hook = None
+        self._hook = _SwitchableHook(self.discriminator, self._on_d_forward)
         self._hook_always = False
-        self._arm()
-
-    def _arm(self) -> None:
-        if self._hook is None:
-            self._hook = self.discriminator.register_forward_hook(self._on_d_forward, with_kwargs=True)
-
-    def _disarm(self) -> None:
-        if self._hook is not None:
-            self._hook.remove()
-            self._hook = None
 
     # -- set-up -------------------------------------------------------------
     def _open_run_dir(self, run_config, overwrite: bool) -> None:
@@ -618,20 +612,16 @@ class Monitor:
             return
         if not any(isinstance(a, Tensor) and a.requires_grad for a in itertools.chain(args, kwargs.values())):
             return
-        kept = out.detach() if self.d_output == "probs" else None
-        sink = self._out_grad
-
-        def on_grad(grad: Tensor) -> None:
-            sink.append((grad.detach(), kept))
-
-        out.register_hook(on_grad)
+        # retain_grad, not a Python tensor hook: the gradient is kept by autograd's
+        # own C++ hook, with no call back into Python during the user's backward.
+        out.retain_grad()
+        self._hooked.append(out)
 
     def _scale(self) -> tuple[Tensor | None, bool]:
         """The scaler's current scale as a device tensor of its own (None: nothing
-        is scaled), and whether the user already unscaled the gradients."""
+        is scaled yet), and whether the user already unscaled the gradients.
+        Only called with a scaler."""
         sc = self._scaler
-        if sc is None:
-            return None, False
         src = getattr(sc, "_scale", None)
         if not isinstance(src, Tensor):
             if hasattr(sc, "_scale"):  # a GradScaler that has not scaled anything yet
@@ -659,6 +649,83 @@ class Monitor:
             fake_out: D's outputs on the fake batch.
             real: the real batch itself (optional; feeds the diversity metrics).
         """
+        # One expression for the arguments of a correct call: per-step checks cost
+        # the loop's time, and each extra line costs about a microsecond in a small loop.
+        if not (isinstance(loss, Tensor) and isinstance(real_out, Tensor) and isinstance(fake_out, Tensor)
+                and loss.numel() == 1 and real_out.numel() and fake_out.numel()
+                and real_out.shape[1:] == fake_out.shape[1:] and not self._closed
+                and (real is None or (isinstance(real, Tensor) and real.shape[1:] == self._sample_shape
+                                      and real.is_floating_point()))):
+            self._check_d_step(loss, real_out, fake_out, real)
+        norms, d_has = self._d.read()
+        if not d_has and not self._g.has_grad():
+            raise MonitorUsageError(
+                "Expected gradients on the discriminator at discriminator_step but neither network has any; "
+                "call it after loss_d.backward() and before opt_d.step()"
+            )
+        self._hooked.clear()
+        self._hook.switch(True)
+        scale, unscaled = self._scale() if self._scaler is not None else (None, False)
+        fp_before, fp_now = self._fp_after_g, None
+        if fp_before is not None:
+            fp_now = self._d.fingerprint()
+            self._fp_after_g = None
+        self._d_steps.append(_DStep(len(self._rows), norms, None if unscaled else scale, loss.detach(),
+                                    real_out.detach(), fake_out.detach(), fp_before, fp_now))
+        if real is not None and self._n_reals < self.config.n_real and self._writer is not None:
+            self._keep_real(real)
+
+    def generator_step(self, *, loss: Tensor, fake_out: Tensor, fake: Tensor | None = None) -> None:
+        """Record one G update and close the iteration. Call after
+        ``loss_g.backward()``, before ``opt_g.step()``.
+
+        Args:
+            loss: G's loss (a scalar tensor; unscaled under a GradScaler).
+            fake_out: D's outputs on the fakes, as used in G's loss.
+            fake: the generated batch (optional; feeds diversity and snapshots).
+        """
+        if not (isinstance(loss, Tensor) and isinstance(fake_out, Tensor) and loss.numel() == 1
+                and fake_out.numel() and not self._closed
+                and (fake is None or (isinstance(fake, Tensor) and fake.shape[1:] == self._sample_shape
+                                      and fake.is_floating_point()))):
+            self._check_g_step(loss, fake_out, fake)
+        norms, g_has = self._g.read()
+        if not g_has and not self._d.has_grad():
+            raise MonitorUsageError(
+                "Expected gradients at generator_step but neither network has any; "
+                "call it after loss_g.backward() and before opt_g.step()"
+            )
+        scale, unscaled = self._scale() if self._scaler is not None else (None, False)
+        # The gradient that reached each hooked output of D, with the output for
+        # "probs" (to take it back through the sigmoid); None where no backward came.
+        probs = self.d_output == "probs"
+        out_grads = [(o.grad, o.detach() if probs else None) for o in self._hooked if o.grad is not None]
+        self._hooked.clear()
+        if not self._hook.on:
+            # Two G steps with no D step between: the hook must stay on for them.
+            self._hook_always = True
+            self._hook.switch(True)
+        elif not self._hook_always:
+            self._hook.switch(False)
+        self._g_steps.append(_GStep(len(self._rows), norms, None if unscaled else scale, scale, loss.detach(),
+                                    fake_out.detach(), out_grads, g_has))
+        if self.step % self.config.fingerprint_every == 0:
+            # D's weights now, to tell at the next D step whether anything but opt_d moved them.
+            self._fp_after_g = self._d.fingerprint()
+        else:
+            self._fp_after_g = None
+        self._rows.append(self.step)
+        if fake is not None and self._writer is not None:
+            self._keep_fake(fake)
+            self._cadence(self.step)
+        self.step += 1
+        if self.step % self.config.flush_every == 0:
+            self.flush()
+
+    # The step calls' slow path: for a call their one-expression check does not
+    # pass. A wrong call gets its error here; a right one returns (the first call
+    # with samples comes here, and its batch's shape becomes the one to match).
+    def _check_d_step(self, loss, real_out, fake_out, real) -> None:
         self._check_open()
         _check_scalar(loss)
         _check_tensor("real_out", real_out)
@@ -676,33 +743,8 @@ class Monitor:
             )
         if real is not None:
             self._check_sample_batch("real", real)
-        if not self._d.has_grad() and not self._g.has_grad():
-            raise MonitorUsageError(
-                "Expected gradients on the discriminator at discriminator_step but neither network has any; "
-                "call it after loss_d.backward() and before opt_d.step()"
-            )
-        self._out_grad.clear()
-        self._arm()
-        norms = self._d.grad_norms()
-        scale, unscaled = self._scale()
-        fp_before, fp_now = self._fp_after_g, None
-        if fp_before is not None:
-            fp_now = self._d.fingerprint()
-            self._fp_after_g = None
-        self._d_steps.append(_DStep(len(self._rows), norms, None if unscaled else scale, loss.detach(),
-                                    real_out.detach(), fake_out.detach(), fp_before, fp_now))
-        if real is not None and self._writer is not None:
-            self._keep_real(real)
 
-    def generator_step(self, *, loss: Tensor, fake_out: Tensor, fake: Tensor | None = None) -> None:
-        """Record one G update and close the iteration. Call after
-        ``loss_g.backward()``, before ``opt_g.step()``.
-
-        Args:
-            loss: G's loss (a scalar tensor; unscaled under a GradScaler).
-            fake_out: D's outputs on the fakes, as used in G's loss.
-            fake: the generated batch (optional; feeds diversity and snapshots).
-        """
+    def _check_g_step(self, loss, fake_out, fake) -> None:
         self._check_open()
         _check_scalar(loss)
         _check_tensor("fake_out", fake_out)
@@ -712,36 +754,6 @@ class Monitor:
                                     f"{tuple(fake_out.shape)}")
         if fake is not None:
             self._check_sample_batch("fake", fake)
-        g_has = self._g.has_grad()
-        if not g_has and not self._d.has_grad():
-            raise MonitorUsageError(
-                "Expected gradients at generator_step but neither network has any; "
-                "call it after loss_g.backward() and before opt_g.step()"
-            )
-        norms = self._g.grad_norms()
-        scale, unscaled = self._scale()
-        out_grads = list(self._out_grad)
-        self._out_grad.clear()
-        if self._hook is None:
-            # Two G steps with no D step between: the hook must stay on for them.
-            self._hook_always = True
-            self._arm()
-        elif not self._hook_always:
-            self._disarm()
-        self._g_steps.append(_GStep(len(self._rows), norms, None if unscaled else scale, scale, loss.detach(),
-                                    fake_out.detach(), out_grads, g_has))
-        if self.step % self.config.fingerprint_every == 0:
-            # D's weights now, to tell at the next D step whether anything but opt_d moved them.
-            self._fp_after_g = self._d.fingerprint()
-        else:
-            self._fp_after_g = None
-        self._rows.append(self.step)
-        if fake is not None and self._writer is not None:
-            self._keep_fake(fake)
-            self._cadence(self.step)
-        self.step += 1
-        if self.step % self.config.flush_every == 0:
-            self.flush()
 
     def _check_sample_batch(self, name: str, x: Tensor) -> None:
         # At the call, not at the first diversity evaluation hundreds of steps later.
@@ -751,9 +763,9 @@ class Monitor:
                 "pass it after converting and scaling it like the other side"
             )
         if self._sample_shape is None:
-            self._sample_shape = (name, x.shape[1:])
-        elif x.shape[1:] != self._sample_shape[1]:
-            first, shape = self._sample_shape
+            self._sample_shape, self._sample_source = x.shape[1:], name
+        elif x.shape[1:] != self._sample_shape:
+            first, shape = self._sample_source, self._sample_shape
             raise MonitorUsageError(
                 f"Expected {name}= samples of shape [n, {', '.join(map(str, shape))}] like the {first}= batches "
                 f"but got {list(x.shape)}; pass real and fake samples in the same shape"
@@ -776,7 +788,7 @@ class Monitor:
 
     # Device side: per-step reductions whose results are small; everything after
     # that is bookkeeping over a few dozen numbers per step, done on the host.
-    def _send_common(self, net: _Net, recs: list, t: _Transfer) -> dict:
+    def _send_common(self, net: GradNorms, recs: list, t: _Transfer) -> dict:
         dev = t.dev
         h = {"norms": t.add(_stack_rows([r.norms for r in recs], dev)),
              "loss": t.add(_scalars([r.loss for r in recs], dev))}
@@ -832,7 +844,7 @@ class Monitor:
         return h
 
     # Host side.
-    def _host_common(self, net: _Net, h: dict, host: list, k: int):
+    def _host_common(self, net: GradNorms, h: dict, host: list, k: int):
         """Unscaled total and per-layer norms, loss, skip flags (None without a
         scaler) and the non-finite flag of each step."""
         sq = host[h["norms"]] ** 2
@@ -919,6 +931,7 @@ class Monitor:
         out[[r.row for r in recs]] = np.column_stack(cols)
         return out
 
+    @torch.no_grad()  # o.grad of a backward with create_graph=True is kept as it is
     def _matrix(self) -> np.ndarray:
         """The buffered iterations as a ``[rows, columns]`` host array (see :meth:`_columns`)."""
         n = len(self._rows)
@@ -1001,8 +1014,6 @@ class Monitor:
 
     # -- samples and diversity (rank 0 only) ----------------------------------------
     def _keep_real(self, real: Tensor) -> None:
-        if self._n_reals >= self.config.n_real:
-            return
         self._reals.append(real.detach())
         self._n_reals += real.shape[0]
         if self._n_reals >= min(self.config.n_real, self.config.n_snapshot) and not self._real_saved:
@@ -1049,7 +1060,7 @@ class Monitor:
     def _sampled(self, evaluator) -> Tensor:
         out = self._sampler()
         k = getattr(evaluator, "k", 0)
-        shape = self._sample_shape[1] if self._sample_shape is not None else None
+        shape = self._sample_shape
         if (not isinstance(out, Tensor) or not out.is_floating_point() or out.ndim < 2 or out.shape[0] <= k
                 or (shape is not None and out.shape[1:] != shape)):
             got = (f"a {out.dtype} tensor of shape {list(out.shape)}" if isinstance(out, Tensor)
@@ -1080,7 +1091,7 @@ class Monitor:
         if status is not None and status not in ended:
             raise MonitorUsageError(f"Expected status in {ended} (or None) but got {status!r}")
         self._closed = True
-        self._disarm()
+        self._hook.remove()
         try:
             if self._d_steps and self._d_steps[-1].row == len(self._rows):
                 # D steps with no G step after them: still a row, with G's columns empty.

@@ -612,3 +612,47 @@ def test_empty_run_dir_and_a_running_close_status_are_refused(tmp_path):
     with pytest.raises(MonitorUsageError, match="Expected status in"):
         mon.close("running")
     mon.close()
+
+
+# -- the hook on D's output ----------------------------------------------------------
+def _g_forward_keeps_grad(D, G):
+    """Whether a G-step-like forward through D has its output's gradient retained."""
+    out = D(G(torch.randn(8, 4)))
+    out.mean().backward()
+    return out.retains_grad
+
+
+def test_the_d_hook_is_on_only_from_a_d_step_to_the_next_g_step(tmp_path):
+    G, D = nets()
+    with Monitor(G, D, tmp_path / "r") as mon:
+        for _ in range(2):
+            out = D(torch.randn(8, 2))
+            out.mean().backward()
+            mon.discriminator_step(loss=out.mean(), real_out=out, fake_out=out)
+            assert len(D._forward_hooks) == 1
+            gen = D(G(torch.randn(8, 4)))
+            gen.mean().backward()
+            assert gen.grad is not None  # retained for the logit gradient
+            mon.generator_step(loss=gen.mean(), fake_out=gen)
+            # Off until the next D step: D's forwards run without any hook.
+            assert len(D._forward_hooks) == 0 and not _g_forward_keeps_grad(D, G)
+    assert len(D._forward_hooks) == 0 and len(D._forward_hooks_with_kwargs) == 0
+
+
+def test_a_hook_that_cannot_be_switched_stays_on_and_records_the_same(tmp_path, monkeypatch):
+    import gandiag.monitor as monitor_module
+
+    G, D = nets()
+    with Monitor(G, D, tmp_path / "switched") as mon:
+        ref = loop(mon, G, D, 6, loss="nonsaturating")
+    # A torch that keeps hooks elsewhere: the entry is not found, the hook stays on.
+    monkeypatch.setattr(monitor_module, "_HOOK_DICTS", ("_forward_hooks", "_no_such_dict"))
+    G, D = nets()
+    with Monitor(G, D, tmp_path / "always") as mon:
+        again = loop(mon, G, D, 6, loss="nonsaturating")
+        assert len(D._forward_hooks) == 1 and _g_forward_keeps_grad(D, G)
+    assert again == ref
+    a, b = (load_run(tmp_path / name).series(S.LOGIT_GRAD_G) for name in ("switched", "always"))
+    assert list(a.index) == list(range(6)) and a.tolist() == pytest.approx(b.tolist(), rel=1e-12)
+    assert a.tolist() == pytest.approx([1 - r["sigmoid"] for r in ref], rel=1e-5)
+    assert len(D._forward_hooks) == 0

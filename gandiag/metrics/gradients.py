@@ -1,8 +1,9 @@
-"""Gradient norms of a network, per layer and in total, in one fused reduction.
+"""What the Monitor reads from one network's parameters at each step.
 
 A "layer" is the module that owns a parameter (``net.0.weight`` and
-``net.0.bias`` make layer ``net.0``). Everything stays on the device: the
-caller decides when to move numbers to the host.
+``net.0.bias`` make layer ``net.0``). Reads stay on the device and are not
+reduced: the caller batches the reductions of many steps and decides when to
+move numbers to the host.
 """
 from __future__ import annotations
 
@@ -11,15 +12,14 @@ from torch import Tensor, nn
 
 
 class GradNorms:
-    """Computes L2 gradient norms of one network's parameters.
+    """Per-parameter L2 gradient norms of one network, in one fused ``_foreach_norm``.
 
-    The parameter list and the layer grouping are fixed at construction, so a
-    step costs one ``_foreach_norm`` and one ``index_add_``.
+    The parameter list and the layer grouping are fixed at construction.
 
     Example:
         >>> norms = GradNorms(model)
         >>> loss.backward()
-        >>> total, per_layer = norms()   # 0-d tensor, [n_layers] tensor
+        >>> per_param, has_grad = norms.read()   # list of 0-d tensors, bool
     """
 
     def __init__(self, module: nn.Module):
@@ -35,34 +35,31 @@ class GradNorms:
                 layers.append(layer)
             index.append(layers.index(layer))
         self.layers = layers
-        self._index_cpu = torch.tensor(index, dtype=torch.long)
-        self._index: Tensor | None = None
+        self.index = index  # the layer of each parameter, as positions in ``layers``
         self._zeros: dict[torch.device, Tensor] = {}
 
     def has_grad(self) -> bool:
         """Whether any parameter holds a gradient (a host-side check, no sync)."""
         return any(p.grad is not None for p in self.params)
 
-    def __call__(self, scale: Tensor | float | None = None) -> tuple[Tensor, Tensor]:
-        """Return ``(total, per_layer)`` norms, divided by ``scale`` when given
-        (a GradScaler's scale, so norms are reported unscaled)."""
-        device = self.params[0].device
+    def read(self) -> tuple[list[Tensor], bool]:
+        """``(norms, has_grad)``: the L2 norm of each parameter's ``.grad`` (0 where
+        there is none) as 0-d device tensors, and whether any parameter had one."""
         grads = []
+        missing = 0
         for p in self.params:
-            if p.grad is None:
-                z = self._zeros.get(device)
-                if z is None:
-                    z = self._zeros[device] = torch.zeros((), device=device)
-                grads.append(z)
-            else:
-                grads.append(p.grad.detach())
-        per_param = torch.stack(torch._foreach_norm(grads)).float()
-        if self._index is None or self._index.device != per_param.device:
-            self._index = self._index_cpu.to(per_param.device)
-        sq = per_param.square()
-        per_layer = torch.zeros(len(self.layers), device=per_param.device).index_add_(0, self._index, sq).sqrt()
-        total = sq.sum().sqrt()
-        if scale is not None:
-            total = total / scale
-            per_layer = per_layer / scale
-        return total, per_layer
+            g = p.grad
+            if g is None:
+                missing += 1
+                g = self._zeros.get(p.device)
+                if g is None:
+                    g = self._zeros[p.device] = torch.zeros((), device=p.device)
+            elif g.requires_grad:  # a backward with create_graph=True
+                g = g.detach()
+            grads.append(g)
+        return torch._foreach_norm(grads), missing < len(grads)
+
+    def fingerprint(self) -> list[Tensor]:
+        """Per-tensor norms of the weights: any optimizer step of realistic size changes them."""
+        with torch.no_grad():
+            return torch._foreach_norm(self.params)
