@@ -1,4 +1,4 @@
-"""What the Monitor costs per step: the same small GAN loop, bare and monitored.
+"""What the Monitor costs per step: one small GAN loop, bare and monitored, side by side.
 
 Run it from the repository root::
 
@@ -11,40 +11,49 @@ PyTorch loop: G and D from :func:`gandiag.models.build_models` at the default
 z of size 2), Adam at :class:`~gandiag.train.TrainConfig`'s learning rates and
 betas, its batch size, one D step per G step, the nonsaturating loss.
 ``--width`` makes the networks smaller or larger and ``--data`` picks another
-registered data set (``digits`` gets the conv nets). It runs in three variants
-that are interleaved in blocks so that
-machine drift hits them alike: ``bare`` (no Monitor), ``core`` (the Monitor at
-its default config, without ``real=``/``fake=``, so no diversity metrics) and
-``full`` (with ``real=``/``fake=``, as the README's three lines record: a
-diversity evaluation every 200 steps and a snapshot every 500). Each variant
-trains its own copy of the networks. A block is 200 steps by default, so each
-holds four flushes and one diversity evaluation. On the CPU each block is timed
-in process time, because time spent descheduled on a shared machine is not the
-Monitor's. On CUDA it is timed in wall time after a synchronize. Progress goes
-to stderr. The result goes to stdout (``--json`` for JSON), for example::
+registered data set (``digits`` gets the conv nets).
 
-    device cpu, 1 thread(s), process_time, ring8, width 256, 20 x 200 steps per variant
-      bare     4800.0 us/step
-      core     4900.0 us/step   monitored/bare = 1.021 (lower quartiles: 1.020)
-      full     4950.0 us/step   monitored/bare = 1.031 (lower quartiles: 1.030)
+There is one set of networks and optimizers. Each variant is a way of running
+the same training step on them:
 
-How to read it:
+* ``bare``: no Monitor;
+* ``bare-2``: no Monitor either. Its ratio to ``bare`` is the benchmark's own
+  noise floor: what two identical loops differ by here;
+* ``core``: a Monitor at its default config, without ``real=``/``fake=`` (so no
+  diversity metrics);
+* ``full``: a second Monitor, with ``real=``/``fake=`` as the README's three
+  lines record them: a diversity evaluation every 200 steps of its own and a
+  snapshot every 500.
 
-* ``us/step`` is each variant's median over its blocks.
-* ``monitored/bare`` is the headline number: the median, over rounds, of the
-  block's time over the bare block's time in the same round. The target is
-  <= 1.05 for ``full`` at the default cadence.
-* ``lower quartiles`` is the ratio of each variant's fastest quarter of
-  blocks. Other processes only ever add time, so on a busy machine this is the
-  nearer estimate of the Monitor's own cost. When the two ratios disagree by
-  more than a few percent, the machine was too noisy: run it again, or raise
-  ``--repeats``.
+The variants take turns in short blocks of ``--block`` steps, so that the
+machine's drift (on a shared VM the step time moves by 20% over seconds) hits
+them alike; each round goes in a new random order, so that no variant always
+follows the same one and pays for what it left in the caches. Each Monitor
+still sees its own unbroken run of steps: its flushes and diversity
+evaluations fall inside its own blocks. Sharing the networks keeps the
+comparison free of differences between copies (where each copy's tensors sit
+in memory, how its training went).
+On the CPU a block is timed in process time: time spent descheduled is not the
+Monitor's. On CUDA it is wall time between synchronizations. Progress goes to
+stderr, the result to stdout (``--json`` for JSON), for example::
+
+    device cpu, 1 thread(s), process_time, ring8, width 256, 3000 steps per variant in blocks of 10
+      bare      5629.1 us/step
+      bare-2    5566.0 us/step   ratio 0.989 (the noise floor: no Monitor in either)
+      core      5883.4 us/step   ratio 1.045 (+254 us/step; 200-step chunks: middle half 1.011-1.073)
+      full      5885.0 us/step   ratio 1.045 (+256 us/step; 200-step chunks: middle half 1.022-1.065)
+
+``ratio`` is the variant's total time over ``bare``'s. The target is <= 1.05
+for ``full`` at the default cadence. The chunk range is the spread of the same
+ratio over consecutive 200-step stretches (each holds four flushes and one
+diversity evaluation): when ``bare-2`` is far from 1 or the ranges are wide,
+the machine was busy; run it again or raise ``--steps``.
 """
 from __future__ import annotations
 
 import argparse
-import copy
 import json
+import random
 import statistics
 import sys
 import tempfile
@@ -60,36 +69,30 @@ from gandiag.models import ModelConfig, build_models
 from gandiag.monitor import Monitor, MonitorConfig
 from gandiag.train import TrainConfig
 
-VARIANTS = ("bare", "core", "full")
+VARIANTS = ("bare", "bare-2", "core", "full")
+CHUNK = 200  # steps per chunk of the spread: one diversity evaluation and four flushes
 
 
 class Loop:
-    """One variant's networks, optimizers and (for core/full) Monitor."""
+    """The networks, their optimizers and one training step, with or without a Monitor."""
 
-    def __init__(self, variant: str, G: nn.Module, D: nn.Module, args, run_dir: Path):
-        self.variant = variant
-        self.G, self.D = copy.deepcopy(G), copy.deepcopy(D)
+    def __init__(self, G: nn.Module, D: nn.Module, data: torch.Tensor, batch: int, device: torch.device):
+        self.G, self.D, self.data, self.batch, self.device = G, D, data, batch, device
         train = TrainConfig()
-        self.opt_g = torch.optim.Adam(self.G.parameters(), train.lr_g, betas=train.betas)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), train.lr_d, betas=train.betas)
-        self.batch, self.z_dim = args.batch, G.latent_dim
-        self.device = torch.device(args.device)
-        self.mon = None
-        if variant != "bare":
-            self.mon = Monitor(self.G, self.D, run_dir / variant, d_output="logits", config=MonitorConfig())
-        self.with_data = variant == "full"
+        self.opt_g = torch.optim.Adam(G.parameters(), train.lr_g, betas=train.betas)
+        self.opt_d = torch.optim.Adam(D.parameters(), train.lr_d, betas=train.betas)
 
-    def run(self, data: torch.Tensor, steps: int) -> None:
-        G, D, mon, b = self.G, self.D, self.mon, self.batch
+    def run(self, steps: int, mon: Monitor | None, with_data: bool) -> None:
+        G, D, b = self.G, self.D, self.batch
         for _ in range(steps):
-            x = data[torch.randint(0, data.shape[0], (b,), device=self.device)]
-            fake = G(torch.randn(b, self.z_dim, device=self.device))
+            x = self.data[torch.randint(0, self.data.shape[0], (b,), device=self.device)]
+            fake = G(torch.randn(b, G.latent_dim, device=self.device))
             d_real, d_fake = D(x), D(fake.detach())
             loss_d = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             if mon is not None:
-                mon.discriminator_step(loss=loss_d, real_out=d_real, fake_out=d_fake, real=x if self.with_data else None)
+                mon.discriminator_step(loss=loss_d, real_out=d_real, fake_out=d_fake, real=x if with_data else None)
             self.opt_d.step()
 
             d_gen = D(fake)
@@ -97,12 +100,8 @@ class Loop:
             self.opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             if mon is not None:
-                mon.generator_step(loss=loss_g, fake_out=d_gen, fake=fake if self.with_data else None)
+                mon.generator_step(loss=loss_g, fake_out=d_gen, fake=fake if with_data else None)
             self.opt_g.step()
-
-    def close(self) -> None:
-        if self.mon is not None:
-            self.mon.close()
 
 
 def sync(device: torch.device) -> None:
@@ -110,13 +109,12 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def main(argv=None) -> int:
+def parse(argv) -> tuple[argparse.Namespace, list[str], torch.device]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads for every variant (default 1)")
-    p.add_argument("--block", type=int, default=200,
-                   help="steps per timed block (default 200: four flushes, one diversity evaluation)")
-    p.add_argument("--repeats", type=int, default=20, help="timed blocks per variant (default 20)")
+    p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
+    p.add_argument("--steps", type=int, default=3000, help="timed steps per variant (default 3000)")
+    p.add_argument("--block", type=int, default=10, help="steps per turn of a variant (default 10)")
     p.add_argument("--batch", type=int, default=TrainConfig().batch_size,
                    help="batch size (default: gandiag run's, %(default)s)")
     p.add_argument("--width", type=int, default=ModelConfig().width,
@@ -126,18 +124,16 @@ def main(argv=None) -> int:
     p.add_argument("--wall", action="store_true", help="time the CPU by wall clock, not process time")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     args = p.parse_args(argv)
-    for name in ("threads", "block", "repeats", "batch", "width"):
+    for name in ("threads", "steps", "block", "batch", "width"):
         if getattr(args, name) < 1:
             p.error(f"Expected --{name} to be an integer >= 1 but got {getattr(args, name)}")
-    cadence = MonitorConfig()
-    if args.block < max(cadence.flush_every, cadence.diversity_every):
-        # A block that holds no flush or no diversity evaluation leaves their cost out of its timing.
-        print(f"warning: --block {args.block} is shorter than the Monitor's flush ({cadence.flush_every} steps) or "
-              f"diversity ({cadence.diversity_every} steps) cadence, so some blocks time neither", file=sys.stderr)
+    if args.steps < CHUNK or args.block > CHUNK or CHUNK % args.block:
+        p.error(f"Expected --steps >= {CHUNK} and a --block that divides {CHUNK} but got "
+                f"--steps {args.steps} --block {args.block}")
     variants = [v for v in args.variants.split(",") if v]
     unknown = sorted(set(variants) - set(VARIANTS))
-    if unknown or "bare" not in variants:
-        p.error(f"Expected --variants from {VARIANTS}, including bare, but got {args.variants!r}")
+    if unknown or "bare" not in variants or len(set(variants)) != len(variants):
+        p.error(f"Expected --variants from {VARIANTS}, each once, including bare, but got {args.variants!r}")
     try:
         device = torch.device(args.device)
     except RuntimeError:
@@ -146,60 +142,81 @@ def main(argv=None) -> int:
         p.error(f"Expected --device cpu or cuda (cuda:N) but got {args.device!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
         p.error("Expected a CUDA device for --device cuda but torch sees none")
+    return args, variants, device
+
+
+def main(argv=None) -> int:
+    args, variants, device = parse(argv)
     try:
         dataset = load_dataset(args.data)
         model = ModelConfig(width=args.width)
     except (DataError, ValueError) as e:
-        p.error(str(e))
+        print(f"monitor_overhead.py: error: {e}", file=sys.stderr)
+        return 2
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     G, D = (net.to(device) for net in build_models(dataset, model))
-    data = dataset.data.to(device)
+    loop = Loop(G, D, dataset.data.to(device), args.batch, device)
 
     # On the CPU, process time: on a shared machine, time spent descheduled is not
     # the Monitor's cost. On CUDA, wall time, since the GPU runs asynchronously.
     clock = time.process_time if device.type == "cpu" and not args.wall else time.perf_counter
     times: dict[str, list[float]] = {v: [] for v in variants}
     with tempfile.TemporaryDirectory() as tmp:
-        loops = {v: Loop(v, G, D, args, Path(tmp)) for v in variants}
-        for v in variants:  # warm-up: allocator, first diversity evaluator, lazy inits
-            loops[v].run(data, args.block)
-        sync(device)
-        for r in range(args.repeats):
-            # Rotate the order each round so no variant always runs first.
-            order = variants[r % len(variants):] + variants[: r % len(variants)]
+        mons = {v: Monitor(G, D, Path(tmp) / v, d_output="logits", config=MonitorConfig())
+                for v in variants if v in ("core", "full")}
+        for v in variants:  # warm-up: allocator, the full Monitor's diversity evaluator, lazy inits
+            loop.run(CHUNK, mons.get(v), v == "full")
+        turns = args.steps // args.block
+        rng = random.Random(0)
+        for r in range(turns):
+            order = rng.sample(variants, len(variants))
             for v in order:
                 sync(device)
                 t0 = clock()
-                loops[v].run(data, args.block)
+                loop.run(args.block, mons.get(v), v == "full")
                 sync(device)
-                times[v].append((clock() - t0) / args.block)
-            print(f"round {r + 1}/{args.repeats}: " + ", ".join(f"{v} {times[v][-1] * 1e6:.0f} us" for v in variants),
-                  file=sys.stderr)
-        for lp in loops.values():
-            lp.close()
+                times[v].append(clock() - t0)
+            if (r + 1) % (CHUNK // args.block) == 0:
+                done = (r + 1) * args.block
+                print(f"{done}/{turns * args.block} steps: " + ", ".join(
+                    f"{v} {sum(times[v][-CHUNK // args.block:]) / CHUNK * 1e6:.0f} us" for v in variants),
+                    file=sys.stderr)
+        for mon in mons.values():
+            mon.close()
 
-    med = {v: statistics.median(t) for v, t in times.items()}
-    # Ratio per round (paired blocks), then the median: robust to slow rounds.
-    paired = {v: statistics.median(a / b for a, b in zip(times[v], times["bare"])) for v in variants if v != "bare"}
-    # On a shared machine other processes only ever add time, so the fastest
-    # quarter of each variant's blocks is the nearest to its own cost.
-    fast = {v: statistics.quantiles(t, n=4)[0] if len(t) >= 4 else min(t) for v, t in times.items()}
-    quartile = {v: fast[v] / fast["bare"] for v in paired}
+    steps = turns * args.block
+    total = {v: sum(t) for v, t in times.items()}
+    per = CHUNK // args.block
+    chunks = {v: [sum(t[i:i + per]) for i in range(0, len(t) - per + 1, per)] for v, t in times.items()}
     result = {
-        "device": str(device), "threads": args.threads, "data": args.data, "width": args.width, "clock": clock.__name__, "block": args.block,
-        "repeats": args.repeats, "us_per_step": {v: round(m * 1e6, 1) for v, m in med.items()},
-        "ratio_to_bare": {v: round(r, 4) for v, r in paired.items()},
-        "ratio_to_bare_lower_quartile": {v: round(r, 4) for v, r in quartile.items()},
+        "device": str(device), "threads": args.threads, "data": args.data, "width": args.width,
+        "clock": clock.__name__, "steps": steps, "block": args.block,
+        "us_per_step": {v: round(total[v] / steps * 1e6, 1) for v in variants},
+        "ratio_to_bare": {}, "chunk_ratio_quartiles": {},
     }
+    for v in variants:
+        if v == "bare":
+            continue
+        result["ratio_to_bare"][v] = round(total[v] / total["bare"], 4)
+        ratios = [a / b for a, b in zip(chunks[v], chunks["bare"])]
+        q = statistics.quantiles(ratios, n=4) if len(ratios) >= 2 else ratios * 3
+        result["chunk_ratio_quartiles"][v] = [round(q[0], 4), round(q[2], 4)]
     if args.json:
         print(json.dumps(result, indent=2))
-    else:
-        print(f"device {device}, {args.threads} thread(s), {clock.__name__}, {args.data}, width {args.width}, "
-              f"{args.repeats} x {args.block} steps per variant")
-        for v in variants:
-            extra = f"   monitored/bare = {paired[v]:.3f} (lower quartiles: {quartile[v]:.3f})" if v in paired else ""
-            print(f"  {v:5s} {med[v] * 1e6:8.1f} us/step{extra}")
+        return 0
+    print(f"device {device}, {args.threads} thread(s), {clock.__name__}, {args.data}, width {args.width}, "
+          f"{steps} steps per variant in blocks of {args.block}")
+    for v in variants:
+        line = f"  {v:7s} {result['us_per_step'][v]:8.1f} us/step"
+        if v == "bare-2":
+            line += f"   ratio {result['ratio_to_bare'][v]:.3f} (the noise floor: no Monitor in either)"
+        elif v != "bare":
+            lo, hi = result["chunk_ratio_quartiles"][v]
+            extra = (total[v] - total["bare"]) / steps * 1e6
+            line += (f"   ratio {result['ratio_to_bare'][v]:.3f} ({extra:+.0f} us/step; {CHUNK}-step chunks: "
+                     f"middle half {lo:.3f}-{hi:.3f})")
+        print(line)
     return 0
 
 

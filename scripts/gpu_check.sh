@@ -35,8 +35,8 @@ print(torch.cuda.get_device_name(0))"
 step gpu_tests 240 gpu_tests.txt "$PY" -m pytest -q -m gpu -p no:cacheprovider tests
 
 # Wall time after a synchronize; the default loop and a smaller one.
-step bench_w256 200 bench_cuda_w256.json "$PY" benchmarks/monitor_overhead.py --device cuda --repeats 10 --json
-step bench_w128 150 bench_cuda_w128.json "$PY" benchmarks/monitor_overhead.py --device cuda --repeats 10 --width 128 --json
+step bench_w256 200 bench_cuda_w256.json "$PY" benchmarks/monitor_overhead.py --device cuda --steps 2000 --json
+step bench_w128 150 bench_cuda_w128.json "$PY" benchmarks/monitor_overhead.py --device cuda --steps 2000 --width 128 --json
 
 # The main job's path on CUDA, end to end (runs kept off $OUT: only the summary comes back).
 runs=$(mktemp -d)
