@@ -38,10 +38,10 @@ Monitor's. On CUDA it is wall time between synchronizations. Progress goes to
 stderr, the result to stdout (``--json`` for JSON), for example::
 
     device cpu, 1 thread(s), process_time, ring8, width 256, 3000 steps per variant in blocks of 10
-      bare      5629.1 us/step
-      bare-2    5566.0 us/step   ratio 0.989 (the noise floor: no Monitor in either)
-      core      5883.4 us/step   ratio 1.045 (+254 us/step; 200-step chunks: middle half 1.011-1.073)
-      full      5885.0 us/step   ratio 1.045 (+256 us/step; 200-step chunks: middle half 1.022-1.065)
+      bare      4802.3 us/step
+      bare-2    4816.5 us/step   ratio 1.003 (the noise floor: no Monitor in either)
+      core      5026.2 us/step   ratio 1.047 (+224 us/step; 200-step chunks: middle half 1.019-1.070)
+      full      5055.5 us/step   ratio 1.053 (+253 us/step; 200-step chunks: middle half 1.036-1.073)
 
 ``ratio`` is the variant's total time over ``bare``'s. The target is <= 1.05
 for ``full`` at the default cadence. The chunk range is the spread of the same
