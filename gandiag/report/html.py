@@ -205,7 +205,12 @@ def _comparison(runs: list[Run], per_run: list, anchors: list[str]) -> str:
         ]
         rows.append(f'<tr class="run-row">{"".join(cells)}</tr>')
     header = "".join(f"<th>{escape(h)}</th>" for h in head)
-    note = (f"<p class=\"meta\">Early values are medians over the first {EARLY_SHARE:.0%} of each run's steps.</p>")
+    note = f"Early values are medians over the first {EARLY_SHARE:.0%} of each run's steps."
+    if any(run.d_output == "critic" for run in runs):
+        # Not a saturation reading: under -mean(score) nothing can saturate.
+        note += (" A G loss of −mean(critic score) (WGAN, hinge) sends exactly 1 per sample back through the "
+                 "critic's output, so its logit grad is 1 by construction.")
+    note = f'<p class="meta">{escape(note)}</p>'
     return (f'<section><h2>Comparison</h2><table id="comparison"><thead><tr>{header}</tr></thead>'
             f"<tbody>{''.join(rows)}</tbody></table>{note}</section>")
 

@@ -50,6 +50,12 @@ _MAX_POINTS = 2000                # scatter points per set; more only slows the 
 # Metrics recorded at every step: a NaN tail in one of them means the run went non-finite.
 _DENSE_METRICS = (schema.LOSS_G, schema.LOSS_D, schema.GRAD_NORM_G, schema.GRAD_NORM_D)
 _LOG_METRICS = (schema.GRAD_NORM_G, schema.GRAD_NORM_D, schema.LOGIT_GRAD_G)
+# Losses of different variants live on different scales (a WGAN critic's scores
+# are unbounded, BCE losses sit near 1). When the runs' typical |loss| differ by
+# more than this factor, a loss panel goes symlog, linear up to the smallest one:
+# on a linear axis the large ones would flatten the others to a line.
+_LOSS_METRICS = (schema.LOSS_G, schema.LOSS_D)
+_LOSS_SCALE_SPREAD = 10.0
 
 _METRIC_COLORS = {
     schema.LOSS_G: "#1f77b4",
@@ -389,7 +395,9 @@ def plot_overlay(runs: Sequence[Run], metric: str, ax: Axes | None = None, *,
     Runs of one loss variant share a colour; seeds differ by line style. Per-step
     metrics are drawn as a rolling mean. ``schema.DIV_MODES_COVERED`` is drawn as a
     fraction of ``schema.DIV_MODES_TOTAL`` where the run recorded the total.
-    ``logy`` defaults to a log scale for gradient norms.
+    ``logy`` defaults to a log scale for gradient norms. A loss panel whose runs'
+    typical magnitudes (90th percentile of |loss|) differ more than tenfold is
+    drawn on a symlog scale, linear up to the smallest of them.
 
     Example:
         >>> fig, ax = plot_overlay(runs, schema.LOSS_G)
@@ -404,6 +412,7 @@ def plot_overlay(runs: Sequence[Run], metric: str, ax: Axes | None = None, *,
         styles = ("-", "--", ":", "-.")
         seen: dict[str, int] = {}
         drawn = 0
+        scales = []
         for run in runs:
             variant = str((run.meta.get("config") or {}).get("loss"))
             k = seen.get(variant, 0)
@@ -424,9 +433,14 @@ def plot_overlay(runs: Sequence[Run], metric: str, ax: Axes | None = None, *,
             ax.plot(s.index, s.to_numpy(), color=colors[variant], ls=styles[k % len(styles)], lw=1.2,
                     marker=marker, ms=3, label=run_label(run))
             drawn += 1
+            scales.append(float(np.percentile(np.abs(s.to_numpy()), 90)))
+        ylabel = _MODES_FRACTION if metric == schema.DIV_MODES_COVERED else metric
         if logy:
             ax.set_yscale("log")
-        ylabel = _MODES_FRACTION if metric == schema.DIV_MODES_COVERED else metric
+        elif metric in _LOSS_METRICS and len(scales) > 1 and min(scales) > 0 \
+                and max(scales) > _LOSS_SCALE_SPREAD * min(scales):
+            ax.set_yscale("symlog", linthresh=min(scales))
+            ylabel += " (symlog)"
         ax.set_ylabel(ylabel)
         ax.set_xlabel("step")
         ax.set_title(metric, loc="left", fontsize="medium")

@@ -29,14 +29,15 @@ def _samples(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
 def make_run(tmp_path):
     """``make_run(name, **options) -> Run``.
 
-    Per step s (0..steps-1): grad_norm_g = 1 + s and logit_grad_g = 0.5 + s, so the
+    Per step s (0..steps-1): losses near 1 (times ``loss_scale``), grad_norm_g = 1 + s and logit_grad_g = 0.5 + s, so the
     medians over the early steps have closed forms; div/modes_covered falls from
     8 to ``final_modes`` of 8 and is recorded every ``div_every`` steps.
     """
 
     def make(name: str = "run", *, steps: int = 200, loss: str = "ns", seed: int = 0, data: str = "ring8",
              status: str = "completed", samples: str | None = "points", omit=(), diverge_at: int | None = None,
-             div_every: int = 20, snapshots: int = 3, final_modes: int = 3, d_output: str = "logits"):
+             div_every: int = 20, snapshots: int = 3, final_modes: int = 3, d_output: str = "logits",
+             loss_scale: float = 1.0):
         rng = np.random.default_rng(seed)
         w = RunWriter(tmp_path / name, {"config": {"loss": loss, "data": data, "seed": seed, "steps": steps},
                                        "d_output": d_output})
@@ -44,8 +45,8 @@ def make_run(tmp_path):
         for s in range(steps):
             row = {
                 schema.STEP: s,
-                schema.LOSS_G: 0.7 + 0.3 * math.sin(s / 7) + 0.05 * rng.normal(),
-                schema.LOSS_D: 1.3 - 0.2 * math.sin(s / 7) + 0.05 * rng.normal(),
+                schema.LOSS_G: loss_scale * (0.7 + 0.3 * math.sin(s / 7) + 0.05 * rng.normal()),
+                schema.LOSS_D: loss_scale * (1.3 - 0.2 * math.sin(s / 7) + 0.05 * rng.normal()),
                 schema.GRAD_NORM_G: 1.0 + s,
                 schema.GRAD_NORM_D: 2.0 + 0.1 * rng.random(),
                 schema.LOGIT_GRAD_G: 0.5 + s,

@@ -189,10 +189,12 @@ def test_critic_scores_stay_off_the_d_fake_probability_panel(make_run, tmp_path,
     text = write_report(runs, [[], []], tmp_path / "r.html").read_text()
     assert drawn["d_fake"] == ["ns"] and drawn["loss_g"] == ["ns", "wg"]
     assert "critic runs (raw scores) are left out of its panel: wg" in text
+    assert "logit grad is 1 by construction" in text
     # Critics alone: no probability panel at all, and nothing to explain.
     drawn.clear()
     text = write_report(runs[1:], [[]], tmp_path / "c.html").read_text()
     assert "d_fake" not in drawn and "left out of its panel" not in text
+    assert "1 by construction" not in write_report(runs[:1], [[]], tmp_path / "n.html").read_text()
     assert "Not recorded in any run: d_fake" not in text  # it is recorded, as scores
 
 

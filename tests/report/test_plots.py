@@ -160,6 +160,19 @@ def test_overlay_one_line_per_run(make_run):
     assert not ax.lines and any(plots.NOT_RECORDED in t.get_text() for t in ax.texts)
 
 
+def test_loss_panels_go_symlog_only_when_the_runs_scales_differ_tenfold(make_run):
+    # A WGAN critic's losses in the hundreds next to BCE losses near 1.
+    bce, critic = make_run("ns", loss="ns"), make_run("wg", loss="wgan", loss_scale=300.0)
+    _, ax = plots.plot_overlay([bce, critic], schema.LOSS_D)
+    assert ax.get_yscale() == "symlog" and ax.get_ylabel() == "loss_d (symlog)"
+    # linear up to the smaller run's 90th-percentile |loss| (~1.5 for loss_d here)
+    assert 1.3 < ax.yaxis.get_transform().linthresh < 1.8
+    _, ax = plots.plot_overlay([bce, make_run("x", loss="x", loss_scale=3.0)], schema.LOSS_D)
+    assert ax.get_yscale() == "linear" and ax.get_ylabel() == "loss_d"
+    _, ax = plots.plot_overlay([critic], schema.LOSS_G)
+    assert ax.get_yscale() == "linear"
+
+
 def test_no_global_matplotlib_state_changed(make_run, finding):
     import matplotlib.pyplot as plt
 
