@@ -88,14 +88,25 @@ def _table(s: dict) -> list[str]:
     return lines
 
 
+_HOW_TO_READ = (
+    "How to read it: each scenario's truth is measured from its run, independently of the detectors "
+    "(last section). A finding of the right kind is a true positive, of a kind the truth does not hold a "
+    "false positive. Kinds a scenario marks \"don't care\" (a natural side effect of its pathology, "
+    "e.g. vanishing gradients under an over-strong D) and kinds its truth leaves undecided are left out "
+    "of that kind's counts. Delay is the finding's first step minus the truth's onset step; it is "
+    "negative when the detector places the start before the truth's stricter threshold is crossed."
+)
+
+
 def markdown(summary: dict, command: str = "") -> str:
     out = [f"# gandiag zoo: {summary['tier']} tier", ""]
     if command:
         out += [f"Produced by `{command}` in {summary['seconds']:.0f} s.", ""]
-    for split in ("calibration", "heldout", "all"):
+    out += [_HOW_TO_READ, ""]
+    # "all" repeats a split when the other one has no run (the quick tier is calibration only).
+    splits = [sp for sp in SPLITS if summary["scores"][sp]["runs"] or summary["scores"][sp]["ambiguous"]]
+    for split in (*splits, "all") if len(splits) > 1 else splits:
         s = summary["scores"][split]
-        if not s["runs"] and not s["ambiguous"]:
-            continue
         clean, healthy = s["healthy_clean"]
         out += [f"## {split} ({s['runs']} scored runs)", "",
                 f"Healthy runs with no finding at all: {clean}/{healthy}"

@@ -48,6 +48,19 @@ def test_report_files_hold_the_numbers(summary):
     assert data["scores"]["calibration"]["kinds"]["oscillation"]["tp"] == 1
     md = (out / REPORT_FILE).read_text()
     assert "| oscillation **(target)** |" in md and "dirac-alt-h0.2" in md
+    assert "negative when the detector places the start before" in md
+    # Calibration runs only: "all" would repeat the calibration table.
+    assert "## calibration (" in md and "## heldout (" not in md and "## all (" not in md
+
+
+def test_the_combined_table_appears_when_both_splits_have_runs(summary):
+    from gandiag.zoo.report import markdown
+
+    _, s = summary
+    both = json.loads(json.dumps(s))
+    both["scores"]["heldout"] = both["scores"]["calibration"]
+    md = markdown(both)
+    assert md.index("## calibration (") < md.index("## heldout (") < md.index("## all (")
 
 
 def test_unknown_scenario_names_are_refused(tmp_path):
