@@ -470,7 +470,10 @@ class Monitor:
             wrappers are looked through.
         run_dir: where to write. Must not already hold a run (unless ``overwrite``).
         d_output: ``"logits"`` (raw, before a sigmoid), ``"probs"`` (D ends in a
-            sigmoid) or ``"critic"`` (unbounded scores, e.g. WGAN).
+            sigmoid) or ``"critic"`` (unbounded scores, e.g. WGAN). A D that
+            scores several patches per sample (``[B, 1, H, W]``) is fine: each
+            score counts as one output, so D's means and accuracy and the logit
+            gradient are over every patch of every sample.
         config: cadence settings; defaults work.
         run_config: anything describing the run (loss name, seed, ...), stored in
             ``meta.json`` for the report.

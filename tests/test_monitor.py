@@ -656,3 +656,34 @@ def test_a_hook_that_cannot_be_switched_stays_on_and_records_the_same(tmp_path, 
     assert list(a.index) == list(range(6)) and a.tolist() == pytest.approx(b.tolist(), rel=1e-12)
     assert a.tolist() == pytest.approx([1 - r["sigmoid"] for r in ref], rel=1e-5)
     assert len(D._forward_hooks) == 0
+
+
+def test_several_outputs_per_sample_count_as_one_output_each(tmp_path):
+    # A PatchGAN-like D scores 4 patches per sample: D's statistics and the
+    # logit gradient are means over every patch of every sample.
+    torch.manual_seed(0)
+    G = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    D = nn.Sequential(nn.Linear(2, 4), nn.Unflatten(1, (1, 2, 2)))
+    v = LOSSES["minimax"]
+    want = []
+    with Monitor(G, D, tmp_path / "r") as mon:
+        for _ in range(3):
+            x = torch.randn(16, 2)
+            r, f = D(x), D(G(torch.randn(16, 4)).detach())
+            loss_d = v.d_loss(r, f)
+            loss_d.backward()
+            mon.discriminator_step(loss=loss_d, real_out=r, fake_out=f)
+            D.zero_grad()
+            out = D(G(torch.randn(16, 4)))
+            loss_g = v.g_loss(out, out.detach())
+            loss_g.backward()
+            mon.generator_step(loss=loss_g, fake_out=out)
+            G.zero_grad()
+            D.zero_grad()
+            want.append((torch.sigmoid(r).mean().item(), ((r > 0).sum() + (f < 0).sum()).item() / 128,
+                         torch.sigmoid(out).mean().item()))
+    run = load_run(tmp_path / "r")
+    d_real, d_acc, lg = (run.series(c).tolist() for c in (S.D_REAL, S.D_ACC, S.LOGIT_GRAD_G))
+    assert d_real == pytest.approx([w[0] for w in want], rel=1e-5)
+    assert d_acc == pytest.approx([w[1] for w in want])
+    assert lg == pytest.approx([w[2] for w in want], rel=1e-5)  # minimax: mean sigmoid over the patches
