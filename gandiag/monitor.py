@@ -54,6 +54,7 @@ import itertools
 import json
 import math
 import os
+import warnings
 import weakref
 from collections import deque
 from dataclasses import asdict, dataclass
@@ -138,6 +139,9 @@ def _check_scalar(value: Any) -> None:
     _check_tensor("loss", value)
     if value.numel() != 1:
         raise MonitorUsageError(f"Expected loss= to be a scalar tensor but got shape {tuple(value.shape)}")
+    if not value.is_floating_point():
+        raise MonitorUsageError(f"Expected loss= to be a floating-point scalar, the loss you call backward() "
+                                f"on, but got {value.dtype}")
 
 
 _SCALER_METHODS = ("scale", "unscale_", "step", "update", "get_scale")
@@ -332,18 +336,102 @@ class _SwitchableHook:
         self.on = True
 
     def switch(self, on: bool) -> None:
-        if on == self.on or not self._switchable:
+        if not self._switchable:
             return
-        for d, key, value in self._entries:
-            if on:
+        if on:
+            # Put it back last, also when it is on already: a hook the user added
+            # after the Monitor may change D's output, and G's loss sees the result.
+            for d, key, value in self._entries:
+                d.pop(key, None)
                 d[key] = value
-            else:
+        elif self.on:
+            for d, key, _ in self._entries:
                 del d[key]
         self.on = on
 
     def remove(self) -> None:
         self.switch(True)  # so that the handle finds its entries
         self._handle.remove()
+
+
+class _OutputTap:
+    """The forward hook on D: keeps the gradient of D's outputs on G's fakes.
+
+    Only a forward whose input carries a gradient path (G's fakes, also inside
+    a list or dict) can send G a signal; forwards on real data or detached fakes
+    are skipped. The output's gradient is kept with ``retain_grad()``, not a
+    Python tensor hook, so the user's backward never calls back into Python.
+    A D that returns a tuple, list or dict (an auxiliary classifier's logits
+    next to its score, say) has each of its tensors kept apart, and
+    :meth:`Monitor.generator_step` counts the one passed as ``fake_out``.
+
+    It holds no reference to the Monitor: a copy of D (``copy.deepcopy`` for an
+    EMA, or pickling it with ``torch.save``) gets an inert hook in its place
+    instead of trying to copy the Monitor and its open files.
+    """
+
+    def __init__(self):
+        self.single: list[Tensor] = []  # tensor outputs: all count
+        self.parts: list[Tensor] = []   # tensors of container outputs: the one passed as fake_out counts
+
+    def __call__(self, module, args, kwargs, out):
+        if not (torch.is_grad_enabled() and (_carries_grad(args) or _carries_grad(kwargs.values()))):
+            return
+        if isinstance(out, Tensor):
+            if out.requires_grad:
+                out.retain_grad()
+                self.single.append(out)
+            return
+        for o in _tensors(out):
+            if o.requires_grad:
+                o.retain_grad()
+                self.parts.append(o)
+
+    def take(self, fake_out: Tensor) -> list[Tensor]:
+        """The kept outputs that count for a G step whose D output is ``fake_out``; clears them."""
+        taken = self.single + [o for o in self.parts if o is fake_out or fake_out._base is o]
+        self.clear()
+        return taken
+
+    def clear(self) -> None:
+        self.single.clear()
+        self.parts.clear()
+
+    def __deepcopy__(self, memo):
+        return _InertHook()
+
+    def __reduce__(self):
+        return _InertHook, ()
+
+
+class _InertHook:
+    """What a copy of D carries in place of the Monitor's hook: does nothing."""
+
+    def __call__(self, module, args, kwargs, out):
+        return None
+
+
+def _carries_grad(values) -> bool:
+    for v in values:
+        if isinstance(v, Tensor):
+            if v.requires_grad:
+                return True
+        elif isinstance(v, (list, tuple)):
+            if _carries_grad(v):
+                return True
+        elif isinstance(v, Mapping) and _carries_grad(v.values()):
+            return True
+    return False
+
+
+def _tensors(out) -> list[Tensor]:
+    if isinstance(out, Tensor):
+        return [out]
+    if isinstance(out, Mapping):
+        out = list(out.values())
+    if isinstance(out, (list, tuple)):
+        return [t for o in out for t in _tensors(o)]
+    return []
 
 
 # -- what one step call keeps until the next flush -------------------------------
@@ -557,7 +645,6 @@ class Monitor:
         self._g_steps: list[_GStep] = []
         self._div_rows: dict[int, dict] = {}
         self._fp_after_g: list[Tensor] | None = None
-        self._hooked: list[Tensor] = []  # D's outputs on G's fakes since the last step call
         self._scale_src: Tensor | None = None
         self._scale_copy: tuple[int, Tensor] | None = None
         self._evaluator = evaluator
@@ -574,7 +661,9 @@ class Monitor:
         # A forward hook adds a few microseconds to every call of D, so it is on only
         # while the forward it exists for (G's step) can come: from a D step to the
         # next G step (for good, once a loop shows two G steps in a row).
-        self._hook = _SwitchableHook(self.discriminator, self._on_d_forward)
+        self._tap = _OutputTap()
+        self._hook = _SwitchableHook(self.discriminator, self._tap)
+        self._warned_uncaptured = False
         self._hook_always = False
 
     # -- set-up -------------------------------------------------------------
@@ -605,20 +694,6 @@ class Monitor:
             raise
         self._lock = lock
         self._finalizer = weakref.finalize(self, lock.release)
-
-    def _on_d_forward(self, module, args, kwargs, out):
-        # Capture d loss / d output during backward without asking the user to
-        # call retain_grad(). Only a forward whose input carries a gradient path
-        # (the fakes in G's step) can send G a signal, so D-step forwards on real
-        # data and detached fakes skip the hook and its cost.
-        if not (isinstance(out, Tensor) and out.requires_grad and torch.is_grad_enabled()):
-            return
-        if not any(isinstance(a, Tensor) and a.requires_grad for a in itertools.chain(args, kwargs.values())):
-            return
-        # retain_grad, not a Python tensor hook: the gradient is kept by autograd's
-        # own C++ hook, with no call back into Python during the user's backward.
-        out.retain_grad()
-        self._hooked.append(out)
 
     def _scale(self) -> tuple[Tensor | None, bool]:
         """The scaler's current scale as a device tensor of its own (None: nothing
@@ -655,7 +730,7 @@ class Monitor:
         # One expression for the arguments of a correct call: per-step checks cost
         # the loop's time, and each extra line costs about a microsecond in a small loop.
         if not (isinstance(loss, Tensor) and isinstance(real_out, Tensor) and isinstance(fake_out, Tensor)
-                and loss.numel() == 1 and real_out.numel() and fake_out.numel()
+                and loss.numel() == 1 and loss.is_floating_point() and real_out.numel() and fake_out.numel()
                 and real_out.shape[1:] == fake_out.shape[1:] and not self._closed
                 and (real is None or (isinstance(real, Tensor) and real.shape[1:] == self._sample_shape
                                       and real.is_floating_point()))):
@@ -666,7 +741,7 @@ class Monitor:
                 "Expected gradients on the discriminator at discriminator_step but neither network has any; "
                 "call it after loss_d.backward() and before opt_d.step()"
             )
-        self._hooked.clear()
+        self._tap.clear()  # outputs of forwards before this D step (D's own) are not G's signal
         self._hook.switch(True)
         scale, unscaled = self._scale() if self._scaler is not None else (None, False)
         fp_before, fp_now = self._fp_after_g, None
@@ -688,7 +763,7 @@ class Monitor:
             fake: the generated batch (optional; feeds diversity and snapshots).
         """
         if not (isinstance(loss, Tensor) and isinstance(fake_out, Tensor) and loss.numel() == 1
-                and fake_out.numel() and not self._closed
+                and loss.is_floating_point() and fake_out.numel() and not self._closed
                 and (fake is None or (isinstance(fake, Tensor) and fake.shape[1:] == self._sample_shape
                                       and fake.is_floating_point()))):
             self._check_g_step(loss, fake_out, fake)
@@ -702,8 +777,15 @@ class Monitor:
         # The gradient that reached each hooked output of D, with the output for
         # "probs" (to take it back through the sigmoid); None where no backward came.
         probs = self.d_output == "probs"
-        out_grads = [(o.grad, o.detach() if probs else None) for o in self._hooked if o.grad is not None]
-        self._hooked.clear()
+        out_grads = []
+        for o in self._tap.take(fake_out):
+            g = o.grad
+            if g is not None:
+                # After a backward with create_graph=True the gradient carries a
+                # graph: keeping it as it is would keep that graph until the flush.
+                out_grads.append((g.detach() if g.requires_grad else g, o.detach() if probs else None))
+        if not out_grads and g_has and self._hook.on and not self._warned_uncaptured:
+            self._warn_uncaptured()
         if not self._hook.on:
             # Two G steps with no D step between: the hook must stay on for them.
             self._hook_always = True
@@ -724,6 +806,16 @@ class Monitor:
         self.step += 1
         if self.step % self.config.flush_every == 0:
             self.flush()
+
+    def _warn_uncaptured(self) -> None:
+        self._warned_uncaptured = True
+        warnings.warn(
+            "gandiag.Monitor: G got a gradient but no D output of this G step was captured, so logit_grad_g "
+            "(the signal reaching G through D) is not recorded for it. The G step's forward through D must "
+            "come after discriminator_step (not before it, as in a loop that runs every forward first), and a "
+            "D that returns a tuple or dict must be given the score it returned as fake_out. Said once.",
+            stacklevel=3,
+        )
 
     # The step calls' slow path: for a call their one-expression check does not
     # pass. A wrong call gets its error here; a right one returns (the first call
@@ -764,6 +856,11 @@ class Monitor:
             raise MonitorUsageError(
                 f"Expected {name}= to be a floating-point batch, as D sees it, but got {x.dtype}; "
                 "pass it after converting and scaling it like the other side"
+            )
+        if x.ndim < 2:
+            raise MonitorUsageError(
+                f"Expected {name}= to be a batch [n, ...] with a dimension per sample but got shape "
+                f"{list(x.shape)}; pass 1-D data as x[:, None]"
             )
         if self._sample_shape is None:
             self._sample_shape, self._sample_source = x.shape[1:], name

@@ -687,3 +687,125 @@ def test_several_outputs_per_sample_count_as_one_output_each(tmp_path):
     assert d_real == pytest.approx([w[0] for w in want], rel=1e-5)
     assert d_acc == pytest.approx([w[1] for w in want])
     assert lg == pytest.approx([w[2] for w in want], rel=1e-5)  # minimax: mean sigmoid over the patches
+
+
+class _TwoHeads(nn.Module):
+    """A D with an auxiliary classifier: returns (score, class logits), or a dict of them."""
+
+    def __init__(self, as_dict=False):
+        super().__init__()
+        self.body, self.score, self.cls = nn.Linear(2, 8), nn.Linear(8, 1), nn.Linear(8, 3)
+        self.as_dict = as_dict
+
+    def forward(self, x):
+        if isinstance(x, list):
+            x = x[0]
+        h = torch.relu(self.body(x))
+        s, c = self.score(h).squeeze(1), self.cls(h)
+        return {"score": s, "cls": c} if self.as_dict else (s, c)
+
+
+@pytest.mark.parametrize("as_dict, as_list", [(False, False), (True, False), (False, True)])
+def test_a_d_returning_several_tensors_records_the_score_passed_as_fake_out(tmp_path, as_dict, as_list):
+    torch.manual_seed(0)
+    G, D = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)), _TwoHeads(as_dict)
+    pick = (lambda o: o["score"]) if as_dict else (lambda o: o[0])
+    v = LOSSES["minimax"]
+    want = []
+    with Monitor(G, D, tmp_path / "r") as mon:
+        for _ in range(3):
+            r, f = pick(D(torch.randn(16, 2))), pick(D(G(torch.randn(16, 4)).detach()))
+            loss_d = v.d_loss(r, f)
+            loss_d.backward()
+            mon.discriminator_step(loss=loss_d, real_out=r, fake_out=f)
+            D.zero_grad()
+            fake = G(torch.randn(16, 4))
+            out = D([fake] if as_list else fake)
+            score = pick(out)
+            # The class head is trained too: its gradient must not count as the score's.
+            loss_g = v.g_loss(score, score.detach()) + 0.5 * out[1 if not as_dict else "cls"].square().mean()
+            loss_g.backward()
+            mon.generator_step(loss=loss_g, fake_out=score)
+            G.zero_grad()
+            D.zero_grad()
+            want.append(torch.sigmoid(score).mean().item())
+    assert load_run(tmp_path / "r").series(S.LOGIT_GRAD_G).tolist() == pytest.approx(want, rel=1e-5)
+
+
+def test_a_users_hook_that_changes_ds_output_is_seen_from_the_first_step(tmp_path):
+    G, D = nets()
+    with Monitor(G, D, tmp_path / "r") as mon:
+        D.register_forward_hook(lambda m, a, o: 2 * o)  # after the Monitor's
+        ref = loop(mon, G, D, 4)
+    # minimax: the recorded gradient is mean sigmoid of the output G's loss saw (doubled)
+    assert load_run(tmp_path / "r").series(S.LOGIT_GRAD_G).tolist() == pytest.approx(
+        [r["sigmoid"] for r in ref], rel=1e-5)
+
+
+def test_copies_of_d_get_an_inert_hook_and_do_not_feed_the_monitor(tmp_path):
+    import copy
+    import io
+
+    G, D = nets()
+    with Monitor(G, D, tmp_path / "r") as mon:
+        ema = copy.deepcopy(D)  # the hook is on here (before the first D step)
+        buf = io.BytesIO()
+        torch.save(D, buf)
+        loaded = torch.load(io.BytesIO(buf.getvalue()), weights_only=False)
+        x = torch.randn(8, 2)
+        assert torch.equal(ema(x), D(x)) and torch.equal(loaded(x), D(x))
+        ref = loop(mon, G, D, 3)
+        ema(G(torch.randn(8, 4))).mean().backward()  # a copy's forward between steps
+        assert not mon._tap.single and not mon._tap.parts
+    assert load_run(tmp_path / "r").series(S.LOGIT_GRAD_G).tolist() == pytest.approx(
+        [r["sigmoid"] for r in ref], rel=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:Using backward.. with create_graph")
+def test_a_create_graph_backward_in_the_g_step_keeps_no_graph(tmp_path):
+    G, D = nets()
+    with Monitor(G, D, tmp_path / "r") as mon:
+        out = D(torch.randn(8, 2))
+        out.mean().backward()
+        mon.discriminator_step(loss=out.mean(), real_out=out, fake_out=out)
+        gen = D(G(torch.randn(8, 4)))
+        loss = torch.log1p(-torch.sigmoid(gen)).mean()
+        loss.backward(create_graph=True)
+        mon.generator_step(loss=loss, fake_out=gen)
+        kept = [g for st in mon._g_steps for g, _ in st.out_grads]
+        # The kept gradient is cut from the graph that create_graph built.
+        assert len(kept) == 1 and kept[0].grad_fn is None and not kept[0].requires_grad
+        want = torch.sigmoid(gen).mean().item()
+    assert load_run(tmp_path / "r").series(S.LOGIT_GRAD_G).tolist() == pytest.approx([want], rel=1e-5)
+
+
+def test_a_loop_that_runs_every_forward_first_is_warned_once(tmp_path):
+    G, D = nets()
+    v = LOSSES["nonsaturating"]
+    with Monitor(G, D, tmp_path / "r") as mon, pytest.warns(UserWarning, match="logit_grad_g") as caught:
+        for _ in range(3):
+            fake = G(torch.randn(8, 4))
+            r, f, gen = D(torch.randn(8, 2)), D(fake.detach()), D(fake)  # every forward first
+            loss_d, loss_g = v.d_loss(r, f), v.g_loss(gen, r.detach())
+            torch.autograd.backward([loss_d, loss_g])
+            mon.discriminator_step(loss=loss_d, real_out=r, fake_out=f)
+            mon.generator_step(loss=loss_g, fake_out=gen)
+            G.zero_grad()
+            D.zero_grad()
+    assert len([w for w in caught if "logit_grad_g" in str(w.message)]) == 1
+    assert load_run(tmp_path / "r").series(S.LOGIT_GRAD_G).empty
+
+
+def test_one_dimensional_samples_and_integer_losses_fail_at_the_call(tmp_path):
+    G, D = nets()
+    with Monitor(G, D, tmp_path / "r") as mon:
+        out = D(torch.randn(8, 2))
+        out.mean().backward()
+        for bad in (torch.zeros(8), torch.tensor(1.0)):
+            with pytest.raises(MonitorUsageError, match=r"Expected real= to be a batch \[n, \.\.\.\]"):
+                mon.discriminator_step(loss=out.mean(), real_out=out, fake_out=out, real=bad)
+        with pytest.raises(MonitorUsageError, match="Expected loss= to be a floating-point scalar.*torch.int64"):
+            mon.discriminator_step(loss=torch.tensor(3), real_out=out, fake_out=out)
+        # Nothing was kept from the refused calls: a right call goes through.
+        mon.discriminator_step(loss=out.mean(), real_out=out, fake_out=out, real=torch.zeros(8, 2))
+        assert mon._sample_shape == (2,) and len(mon._d_steps) == 1
