@@ -67,6 +67,7 @@ from torch import Tensor, nn
 
 from gandiag import schema as S
 from gandiag.metrics.gradients import GradNorms
+from gandiag.output_capture import OutputTap, SwitchableHook
 from gandiag.rundir import LOCK_FILE, STATUSES, RunDirError, RunWriter, describe_os_error, jsonable
 
 try:
@@ -142,6 +143,13 @@ def _check_scalar(value: Any) -> None:
     if not value.is_floating_point():
         raise MonitorUsageError(f"Expected loss= to be a floating-point scalar, the loss you call backward() "
                                 f"on, but got {value.dtype}")
+
+
+def _check_outputs_float(**outputs: Tensor) -> None:
+    for name, t in outputs.items():
+        if not t.is_floating_point():
+            raise MonitorUsageError(f"Expected {name}= to be D's raw output (floating point) but got {t.dtype}; "
+                                    "pass D's scores, not decisions made from them")
 
 
 _SCALER_METHODS = ("scale", "unscale_", "step", "update", "get_scale")
@@ -309,129 +317,6 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-# Where torch 2.x keeps a module's forward hooks registered with kwargs.
-_HOOK_DICTS = ("_forward_hooks", "_forward_hooks_with_kwargs")
-
-
-class _SwitchableHook:
-    """A forward hook (with kwargs) that can be switched off and on for the price
-    of two dict operations.
-
-    Registering and removing a hook on every step cost ~25 us per step in a
-    small CPU loop, more than anything else the Monitor does per step but the
-    gradient norms. The hook is registered once; off/on take its entry out of
-    the module's hook dicts and put it back. Should a torch version keep hooks
-    elsewhere, the entry is not found and the hook just stays on, which costs
-    time but records the same: D-step forwards are cleared at each D step.
-    """
-
-    def __init__(self, module: nn.Module, fn: Callable):
-        self._handle = module.register_forward_hook(fn, with_kwargs=True)
-        key = self._handle.id
-        dicts = [getattr(module, name, None) for name in _HOOK_DICTS]
-        self._entries = [(d, key, d[key]) for d in dicts if isinstance(d, dict) and key in d]
-        self._switchable = len(self._entries) == len(dicts)
-        self.on = True
-
-    def switch(self, on: bool) -> None:
-        if not self._switchable:
-            return
-        if on:
-            # Put it back last, also when it is on already: a hook the user added
-            # after the Monitor may change D's output, and G's loss sees the result.
-            for d, key, value in self._entries:
-                d.pop(key, None)
-                d[key] = value
-        elif self.on:
-            for d, key, _ in self._entries:
-                del d[key]
-        self.on = on
-
-    def remove(self) -> None:
-        self.switch(True)  # so that the handle finds its entries
-        self._handle.remove()
-
-
-class _OutputTap:
-    """The forward hook on D: keeps the gradient of D's outputs on G's fakes.
-
-    Only a forward whose input carries a gradient path (G's fakes, also inside
-    a list or dict) can send G a signal; forwards on real data or detached fakes
-    are skipped. The output's gradient is kept with ``retain_grad()``, not a
-    Python tensor hook, so the user's backward never calls back into Python.
-    A D that returns a tuple, list or dict (an auxiliary classifier's logits
-    next to its score, say) has each of its tensors kept apart, and
-    :meth:`Monitor.generator_step` counts the one passed as ``fake_out``.
-
-    It holds no reference to the Monitor: a copy of D (``copy.deepcopy`` for an
-    EMA, or pickling it with ``torch.save``) gets an inert hook in its place
-    instead of trying to copy the Monitor and its open files.
-    """
-
-    def __init__(self):
-        self.single: list[Tensor] = []  # tensor outputs: all count
-        self.parts: list[Tensor] = []   # tensors of container outputs: the one passed as fake_out counts
-
-    def __call__(self, module, args, kwargs, out):
-        if not (torch.is_grad_enabled() and (_carries_grad(args) or _carries_grad(kwargs.values()))):
-            return
-        if isinstance(out, Tensor):
-            if out.requires_grad:
-                out.retain_grad()
-                self.single.append(out)
-            return
-        for o in _tensors(out):
-            if o.requires_grad:
-                o.retain_grad()
-                self.parts.append(o)
-
-    def take(self, fake_out: Tensor) -> list[Tensor]:
-        """The kept outputs that count for a G step whose D output is ``fake_out``; clears them."""
-        taken = self.single + [o for o in self.parts if o is fake_out or fake_out._base is o]
-        self.clear()
-        return taken
-
-    def clear(self) -> None:
-        self.single.clear()
-        self.parts.clear()
-
-    def __deepcopy__(self, memo):
-        return _InertHook()
-
-    def __reduce__(self):
-        return _InertHook, ()
-
-
-class _InertHook:
-    """What a copy of D carries in place of the Monitor's hook: does nothing."""
-
-    def __call__(self, module, args, kwargs, out):
-        return None
-
-
-def _carries_grad(values) -> bool:
-    for v in values:
-        if isinstance(v, Tensor):
-            if v.requires_grad:
-                return True
-        elif isinstance(v, (list, tuple)):
-            if _carries_grad(v):
-                return True
-        elif isinstance(v, Mapping) and _carries_grad(v.values()):
-            return True
-    return False
-
-
-def _tensors(out) -> list[Tensor]:
-    if isinstance(out, Tensor):
-        return [out]
-    if isinstance(out, Mapping):
-        out = list(out.values())
-    if isinstance(out, (list, tuple)):
-        return [t for o in out for t in _tensors(o)]
-    return []
 
 
 # -- what one step call keeps until the next flush -------------------------------
@@ -661,8 +546,8 @@ class Monitor:
         # A forward hook adds a few microseconds to every call of D, so it is on only
         # while the forward it exists for (G's step) can come: from a D step to the
         # next G step (for good, once a loop shows two G steps in a row).
-        self._tap = _OutputTap()
-        self._hook = _SwitchableHook(self.discriminator, self._tap)
+        self._tap = OutputTap()
+        self._hook = SwitchableHook(self.discriminator, self._tap)
         self._warned_uncaptured = False
         self._hook_always = False
 
@@ -731,6 +616,7 @@ class Monitor:
         # the loop's time, and each extra line costs about a microsecond in a small loop.
         if not (isinstance(loss, Tensor) and isinstance(real_out, Tensor) and isinstance(fake_out, Tensor)
                 and loss.numel() == 1 and loss.is_floating_point() and real_out.numel() and fake_out.numel()
+                and real_out.is_floating_point() and fake_out.is_floating_point()
                 and real_out.shape[1:] == fake_out.shape[1:] and not self._closed
                 and (real is None or (isinstance(real, Tensor) and real.shape[1:] == self._sample_shape
                                       and real.is_floating_point()))):
@@ -763,7 +649,7 @@ class Monitor:
             fake: the generated batch (optional; feeds diversity and snapshots).
         """
         if not (isinstance(loss, Tensor) and isinstance(fake_out, Tensor) and loss.numel() == 1
-                and loss.is_floating_point() and fake_out.numel() and not self._closed
+                and loss.is_floating_point() and fake_out.numel() and fake_out.is_floating_point() and not self._closed
                 and (fake is None or (isinstance(fake, Tensor) and fake.shape[1:] == self._sample_shape
                                       and fake.is_floating_point()))):
             self._check_g_step(loss, fake_out, fake)
@@ -810,10 +696,11 @@ class Monitor:
     def _warn_uncaptured(self) -> None:
         self._warned_uncaptured = True
         warnings.warn(
-            "gandiag.Monitor: G got a gradient but no D output of this G step was captured, so logit_grad_g "
-            "(the signal reaching G through D) is not recorded for it. The G step's forward through D must "
-            "come after discriminator_step (not before it, as in a loop that runs every forward first), and a "
-            "D that returns a tuple or dict must be given the score it returned as fake_out. Said once.",
+            f"gandiag.Monitor({str(self.run_dir)!r}): G got a gradient but no D output of this G step was "
+            "captured, so logit_grad_g (the signal reaching G through D) is not recorded for it. The G "
+            "step's forward through D must come after discriminator_step (not before it, as in a loop that "
+            "runs every forward first), and a D that returns a tuple or dict needs its score (or the "
+            "micro-batches' scores concatenated) as fake_out. Said once per Monitor.",
             stacklevel=3,
         )
 
@@ -831,6 +718,7 @@ class Monitor:
                 f"Expected D's outputs on a non-empty batch but got real_out of shape {tuple(real_out.shape)} "
                 f"and fake_out of shape {tuple(fake_out.shape)}"
             )
+        _check_outputs_float(real_out=real_out, fake_out=fake_out)
         if real_out.shape[1:] != fake_out.shape[1:]:
             raise MonitorUsageError(
                 f"Expected real_out and fake_out with the same shape per sample but got {tuple(real_out.shape)} "
@@ -847,6 +735,7 @@ class Monitor:
         if not fake_out.numel():
             raise MonitorUsageError(f"Expected D's outputs on a non-empty batch but got fake_out of shape "
                                     f"{tuple(fake_out.shape)}")
+        _check_outputs_float(fake_out=fake_out)
         if fake is not None:
             self._check_sample_batch("fake", fake)
 

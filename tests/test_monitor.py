@@ -640,13 +640,13 @@ def test_the_d_hook_is_on_only_from_a_d_step_to_the_next_g_step(tmp_path):
 
 
 def test_a_hook_that_cannot_be_switched_stays_on_and_records_the_same(tmp_path, monkeypatch):
-    import gandiag.monitor as monitor_module
+    import gandiag.output_capture as capture
 
     G, D = nets()
     with Monitor(G, D, tmp_path / "switched") as mon:
         ref = loop(mon, G, D, 6, loss="nonsaturating")
     # A torch that keeps hooks elsewhere: the entry is not found, the hook stays on.
-    monkeypatch.setattr(monitor_module, "_HOOK_DICTS", ("_forward_hooks", "_no_such_dict"))
+    monkeypatch.setattr(capture, "HOOK_DICTS", ("_forward_hooks", "_no_such_dict"))
     G, D = nets()
     with Monitor(G, D, tmp_path / "always") as mon:
         again = loop(mon, G, D, 6, loss="nonsaturating")
@@ -793,10 +793,11 @@ def test_a_loop_that_runs_every_forward_first_is_warned_once(tmp_path):
             G.zero_grad()
             D.zero_grad()
     assert len([w for w in caught if "logit_grad_g" in str(w.message)]) == 1
+    assert str(tmp_path / "r") in str(caught[0].message)  # one per Monitor: Python's filter keys on the text
     assert load_run(tmp_path / "r").series(S.LOGIT_GRAD_G).empty
 
 
-def test_one_dimensional_samples_and_integer_losses_fail_at_the_call(tmp_path):
+def test_one_dimensional_samples_and_integer_losses_or_outputs_fail_at_the_call(tmp_path):
     G, D = nets()
     with Monitor(G, D, tmp_path / "r") as mon:
         out = D(torch.randn(8, 2))
@@ -806,6 +807,10 @@ def test_one_dimensional_samples_and_integer_losses_fail_at_the_call(tmp_path):
                 mon.discriminator_step(loss=out.mean(), real_out=out, fake_out=out, real=bad)
         with pytest.raises(MonitorUsageError, match="Expected loss= to be a floating-point scalar.*torch.int64"):
             mon.discriminator_step(loss=torch.tensor(3), real_out=out, fake_out=out)
+        with pytest.raises(MonitorUsageError, match="Expected real_out= to be D's raw output.*torch.bool"):
+            mon.discriminator_step(loss=out.mean(), real_out=out > 0, fake_out=out)
+        with pytest.raises(MonitorUsageError, match="Expected fake_out= to be D's raw output.*torch.int64"):
+            mon.generator_step(loss=out.mean(), fake_out=out.long())
         # Nothing was kept from the refused calls: a right call goes through.
         mon.discriminator_step(loss=out.mean(), real_out=out, fake_out=out, real=torch.zeros(8, 2))
         assert mon._sample_shape == (2,) and len(mon._d_steps) == 1
