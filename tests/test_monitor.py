@@ -814,3 +814,35 @@ def test_one_dimensional_samples_and_integer_losses_or_outputs_fail_at_the_call(
         # Nothing was kept from the refused calls: a right call goes through.
         mon.discriminator_step(loss=out.mean(), real_out=out, fake_out=out, real=torch.zeros(8, 2))
         assert mon._sample_shape == (2,) and len(mon._d_steps) == 1
+
+
+def test_a_slow_loop_is_flushed_by_time_as_well_as_by_steps(tmp_path):
+    def rows_after(config, steps):
+        G, D = nets()
+        mon = Monitor(G, D, tmp_path / f"r{len(list(tmp_path.iterdir()))}", config=config)
+        gen = torch.Generator().manual_seed(0)
+        opt_g, opt_d = torch.optim.SGD(G.parameters(), 1e-2), torch.optim.SGD(D.parameters(), 1e-2)
+        for _ in range(steps):
+            r, f = D(torch.randn(8, 2, generator=gen)), D(G(torch.randn(8, 4, generator=gen)).detach())
+            loss_d = LOSSES["minimax"].d_loss(r, f)
+            opt_d.zero_grad()
+            loss_d.backward()
+            mon.discriminator_step(loss=loss_d, real_out=r, fake_out=f)
+            opt_d.step()
+            out = D(G(torch.randn(8, 4, generator=gen)))
+            loss_g = LOSSES["minimax"].g_loss(out, out.detach())
+            opt_g.zero_grad()
+            loss_g.backward()
+            mon.generator_step(loss=loss_g, fake_out=out)
+            opt_g.step()
+        written = (mon.run_dir / "metrics.jsonl").read_text().splitlines()
+        mon.close()
+        return written, load_run(mon.run_dir).series(S.LOSS_G).tolist()
+
+    timed, timed_loss = rows_after(MonitorConfig(flush_seconds=1e-9), 3)  # every step is overdue
+    stepped, stepped_loss = rows_after(MonitorConfig(), 3)
+    assert len(timed) == 3 and stepped == []  # the default waits for 50 steps (or 1 s)
+    assert timed_loss == stepped_loss  # when a flush comes changes nothing recorded
+    for bad in (0, -1.0, True, "1"):
+        with pytest.raises(ValueError, match="flush_seconds"):
+            MonitorConfig(flush_seconds=bad)
