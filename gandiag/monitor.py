@@ -86,8 +86,9 @@ class MonitorConfig:
     """When the Monitor measures what. One source of defaults for API and CLI."""
 
     flush_every: int = 50        # host transfers and writes; a killed run loses at most this many steps
-    # ... or sooner, once the buffered steps took this many seconds (not under
-    # DDP, where every rank must flush at the same step). On the CPU each buffered
+    # ... or sooner, once the buffered steps took this many seconds of their own
+    # (their count times the shortest step since the last flush; not under DDP,
+    # where every rank must flush at the same step). On the CPU each buffered
     # step's small tensors sit among the big ones the next steps allocate and free,
     # and keep the allocator from reusing that memory: 50 steps of a 2048-wide MLP
     # at batch 512 (0.5 s a step) grew the process by 1.1 GB, 10 steps by 0.1 GB.
@@ -534,8 +535,13 @@ class Monitor:
         if self.rank == 0:
             self._open_run_dir(run_config, overwrite)
 
-        # When the buffered steps are due, by time (None under DDP: by step only).
-        self._flush_deadline = time.perf_counter() + config.flush_seconds if self.world_size == 1 else None
+        # The buffered steps are also due by time (not under DDP: by step only). A
+        # step's time is the shortest interval between two G steps since the last
+        # flush: it does not count time the loop spends elsewhere (an evaluation,
+        # or other loops taking turns, as in the overhead benchmark).
+        self._by_time = self.world_size == 1
+        self._last_g_call = math.nan
+        self._step_seconds = math.inf
         self.step = 0                      # generator steps recorded so far
         self.diverged_at: int | None = None
         self._closed = False
@@ -704,8 +710,12 @@ class Monitor:
             self._keep_fake(fake)
             self._cadence(self.step)
         self.step += 1
+        if self._by_time:
+            now = time.perf_counter()
+            self._step_seconds = min(self._step_seconds, now - self._last_g_call)  # NaN on the first call: no min
+            self._last_g_call = now
         if self.step % self.config.flush_every == 0 or (
-                self._flush_deadline is not None and time.perf_counter() > self._flush_deadline):
+                self._step_seconds < math.inf and len(self._rows) * self._step_seconds > self.config.flush_seconds):
             self.flush()
 
     def _warn_uncaptured(self) -> None:
@@ -1001,8 +1011,7 @@ class Monitor:
         """Turn the buffered steps into rows, move them to the host and append them
         to the run directory. Under DDP, every rank must call it (the Monitor does,
         every ``flush_every`` steps and at :meth:`close`)."""
-        if self.world_size == 1:
-            self._flush_deadline = time.perf_counter() + self.config.flush_seconds
+        self._step_seconds = math.inf
         if not self._rows and not self._div_rows:
             return
         rows = []

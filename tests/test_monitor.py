@@ -839,10 +839,22 @@ def test_a_slow_loop_is_flushed_by_time_as_well_as_by_steps(tmp_path):
         mon.close()
         return written, load_run(mon.run_dir).series(S.LOSS_G).tolist()
 
-    timed, timed_loss = rows_after(MonitorConfig(flush_seconds=1e-9), 3)  # every step is overdue
+    timed, timed_loss = rows_after(MonitorConfig(flush_seconds=1e-9), 3)  # every timed step is overdue
     stepped, stepped_loss = rows_after(MonitorConfig(), 3)
     assert len(timed) == 3 and stepped == []  # the default waits for 50 steps (or 1 s)
     assert timed_loss == stepped_loss  # when a flush comes changes nothing recorded
     for bad in (0, -1.0, True, "1"):
         with pytest.raises(ValueError, match="flush_seconds"):
             MonitorConfig(flush_seconds=bad)
+
+
+def test_time_spent_outside_the_steps_does_not_make_a_flush_due(tmp_path):
+    import time
+
+    G, D = nets()
+    with Monitor(G, D, tmp_path / "r", config=MonitorConfig(flush_seconds=0.5)) as mon:
+        for block in range(3):
+            loop(mon, G, D, 5, seed=block)
+            time.sleep(0.3)  # an evaluation, or other loops taking turns
+        # 15 fast steps: well under 0.5 s of their own, though 0.9 s went by
+        assert (mon.run_dir / "metrics.jsonl").read_text() == ""
