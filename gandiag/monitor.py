@@ -15,8 +15,8 @@ reaching D's output) and keeps references to the rest; on every
 ``fingerprint_every``-th G step it also takes a fingerprint of D's weights.
 Every ``flush_every`` steps (or after ``flush_seconds``, if sooner) it turns
 the buffered steps into metrics with a few batched reductions and moves them to
-the host in one transfer, so a CUDA loop is never synchronised per step. Diversity and sample snapshots run on their
-own cadence.
+the host in one transfer, so a CUDA loop is never synchronised per step.
+Diversity and sample snapshots run on their own cadence.
 
 Mixed precision: pass the ``torch.amp.GradScaler`` your loop uses as
 ``grad_scaler=``. Gradient norms and the logit gradient are then recorded
@@ -539,7 +539,6 @@ class Monitor:
         # step's time is the shortest interval between two G steps since the last
         # flush: it does not count time the loop spends elsewhere (an evaluation,
         # or other loops taking turns, as in the overhead benchmark).
-        self._by_time = self.world_size == 1
         self._last_g_call = math.nan
         self._step_seconds = math.inf
         self.step = 0                      # generator steps recorded so far
@@ -710,9 +709,10 @@ class Monitor:
             self._keep_fake(fake)
             self._cadence(self.step)
         self.step += 1
-        if self._by_time:
+        if self.world_size == 1:
             now = time.perf_counter()
-            self._step_seconds = min(self._step_seconds, now - self._last_g_call)  # NaN on the first call: no min
+            # The first interval is NaN (no call before it), and min(x, NaN) keeps x.
+            self._step_seconds = min(self._step_seconds, now - self._last_g_call)
             self._last_g_call = now
         if self.step % self.config.flush_every == 0 or (
                 self._step_seconds < math.inf and len(self._rows) * self._step_seconds > self.config.flush_seconds):
@@ -945,7 +945,6 @@ class Monitor:
         out[[r.row for r in recs]] = np.column_stack(cols)
         return out
 
-    @torch.no_grad()  # o.grad of a backward with create_graph=True is kept as it is
     def _matrix(self) -> np.ndarray:
         """The buffered iterations as a ``[rows, columns]`` host array (see :meth:`_columns`)."""
         n = len(self._rows)

@@ -433,11 +433,12 @@ def plot_overlay(runs: Sequence[Run], metric: str, ax: Axes | None = None, *,
             ax.plot(s.index, s.to_numpy(), color=colors[variant], ls=styles[k % len(styles)], lw=1.2,
                     marker=marker, ms=3, label=run_label(run))
             drawn += 1
-            scales.append(float(np.percentile(np.abs(s.to_numpy()), 90)))
+            if metric in _LOSS_METRICS:
+                scales.append(float(np.percentile(np.abs(s.to_numpy()), 90)))
         ylabel = _MODES_FRACTION if metric == schema.DIV_MODES_COVERED else metric
         if logy:
             ax.set_yscale("log")
-        elif metric in _LOSS_METRICS and len(scales) > 1 and min(scales) > 0 \
+        elif len(scales) > 1 and min(scales) > 0 \
                 and max(scales) > _LOSS_SCALE_SPREAD * min(scales):
             ax.set_yscale("symlog", linthresh=min(scales))
             ylabel += " (symlog)"
