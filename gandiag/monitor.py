@@ -631,6 +631,12 @@ class Monitor:
             fake_out: D's outputs on the fake batch.
             real: the real batch itself (optional; feeds the diversity metrics).
         """
+        # The hook goes on first, also for a call refused below: G's next step then
+        # still has its signal recorded, and is not taken for a second G step in a row
+        # (which would leave the hook on for good). Outputs of forwards before this
+        # D step (D's own) are not G's signal.
+        self._tap.clear()
+        self._hook.switch(True)
         # One expression for the arguments of a correct call: per-step checks cost
         # the loop's time, and each extra line costs about a microsecond in a small loop.
         if not (isinstance(loss, Tensor) and isinstance(real_out, Tensor) and isinstance(fake_out, Tensor)
@@ -646,8 +652,6 @@ class Monitor:
                 "Expected gradients on the discriminator at discriminator_step but neither network has any; "
                 "call it after loss_d.backward() and before opt_d.step()"
             )
-        self._tap.clear()  # outputs of forwards before this D step (D's own) are not G's signal
-        self._hook.switch(True)
         scale, unscaled = self._scale() if self._scaler is not None else (None, False)
         fp_before, fp_now = self._fp_after_g, None
         if fp_before is not None:

@@ -639,6 +639,33 @@ def test_the_d_hook_is_on_only_from_a_d_step_to_the_next_g_step(tmp_path):
     assert len(D._forward_hooks) == 0 and len(D._forward_hooks_with_kwargs) == 0
 
 
+def test_a_refused_d_step_the_loop_goes_past_leaves_the_next_g_steps_signal_recorded(tmp_path):
+    # minimax on logits: dL_G/dlogit is -sigmoid(logit)/B, so logit_grad_g is the mean sigmoid.
+    G, D = nets()
+    v = LOSSES["minimax"]
+    want = []
+    with Monitor(G, D, tmp_path / "r") as mon:
+        for step in range(3):
+            r, f = D(torch.randn(8, 2)), D(G(torch.randn(8, 4)).detach())
+            loss_d = v.d_loss(r, f)
+            loss_d.backward()
+            if step == 1:
+                with pytest.raises(MonitorUsageError):
+                    mon.discriminator_step(loss=loss_d, real_out=r, fake_out=f.long())  # caught, loop goes on
+            else:
+                mon.discriminator_step(loss=loss_d, real_out=r, fake_out=f)
+            D.zero_grad()
+            out = D(G(torch.randn(8, 4)))
+            v.g_loss(out, out.detach()).backward()
+            mon.generator_step(loss=v.g_loss(out, out.detach()), fake_out=out)
+            G.zero_grad()
+            D.zero_grad()
+            want.append(torch.sigmoid(out).mean().item())
+            assert len(D._forward_hooks) == 0  # off after each G step, not on for good
+    lg = load_run(tmp_path / "r").series(S.LOGIT_GRAD_G)
+    assert list(lg.index) == [0, 1, 2] and lg.tolist() == pytest.approx(want, rel=1e-5)
+
+
 def test_a_hook_that_cannot_be_switched_stays_on_and_records_the_same(tmp_path, monkeypatch):
     import gandiag.output_capture as capture
 
