@@ -19,7 +19,8 @@ the same training step on them:
 * ``bare``: no Monitor;
 * ``bare-2``: no Monitor either. Its ratio to ``bare`` is the benchmark's own
   noise floor: what two identical loops differ by here;
-* ``core``: a Monitor at its default config, without ``real=``/``fake=`` (so no
+* ``core``: a Monitor at its default config (every 2nd iteration recorded;
+  ``--record-every 1`` records each), without ``real=``/``fake=`` (so no
   diversity metrics);
 * ``full``: a second Monitor, with ``real=``/``fake=`` as the README's three
   lines record them: a diversity evaluation every 200 steps of its own and a
@@ -37,11 +38,11 @@ On the CPU a block is timed in process time: time spent descheduled is not the
 Monitor's. On CUDA it is wall time between synchronizations. Progress goes to
 stderr, the result to stdout (``--json`` for JSON), for example::
 
-    device cpu, 1 thread(s), process_time, ring8, width 256, 3000 steps per variant in blocks of 10
-      bare      4802.3 us/step
-      bare-2    4816.5 us/step   ratio 1.003 (the noise floor: no Monitor in either)
-      core      5026.2 us/step   ratio 1.047 (+224 us/step; 200-step chunks: middle half 1.019-1.070)
-      full      5055.5 us/step   ratio 1.053 (+253 us/step; 200-step chunks: middle half 1.036-1.073)
+    device cpu, 1 thread(s), process_time, ring8, width 256, 3000 steps per variant in blocks of 10, record_every 2
+      bare      6641.9 us/step
+      bare-2    6604.8 us/step   ratio 0.994 (the noise floor: no Monitor in either)
+      core      6834.9 us/step   ratio 1.029 (+193 us/step; 200-step chunks: middle half 0.996-1.061)
+      full      6923.0 us/step   ratio 1.042 (+281 us/step; 200-step chunks: middle half 1.017-1.061)
 
 ``ratio`` is the variant's total time over ``bare``'s. The target is <= 1.05
 for ``full`` at the default cadence. The chunk range is the spread of the same
@@ -121,12 +122,14 @@ def parse(argv) -> tuple[argparse.Namespace, list[str], torch.device]:
                    help="hidden width of the networks (default: gandiag run's, %(default)s)")
     p.add_argument("--data", default="ring8", help="a registered data set (default ring8)")
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {VARIANTS}")
+    p.add_argument("--record-every", type=int, default=MonitorConfig().record_every,
+                   help="the Monitors' MonitorConfig.record_every (default: the default, %(default)s)")
     p.add_argument("--wall", action="store_true", help="time the CPU by wall clock, not process time")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     args = p.parse_args(argv)
-    for name in ("threads", "steps", "block", "batch", "width"):
+    for name in ("threads", "steps", "block", "batch", "width", "record_every"):
         if getattr(args, name) < 1:
-            p.error(f"Expected --{name} to be an integer >= 1 but got {getattr(args, name)}")
+            p.error(f"Expected --{name.replace('_', '-')} to be an integer >= 1 but got {getattr(args, name)}")
     if args.steps < CHUNK or args.block > CHUNK or CHUNK % args.block:
         p.error(f"Expected --steps >= {CHUNK} and a --block that divides {CHUNK} but got "
                 f"--steps {args.steps} --block {args.block}")
@@ -163,7 +166,7 @@ def main(argv=None) -> int:
     clock = time.process_time if device.type == "cpu" and not args.wall else time.perf_counter
     times: dict[str, list[float]] = {v: [] for v in variants}
     with tempfile.TemporaryDirectory() as tmp:
-        mons = {v: Monitor(G, D, Path(tmp) / v, d_output="logits", config=MonitorConfig())
+        mons = {v: Monitor(G, D, Path(tmp) / v, d_output="logits", config=MonitorConfig(record_every=args.record_every))
                 for v in variants if v in ("core", "full")}
         for v in variants:  # warm-up: allocator, the full Monitor's diversity evaluator, lazy inits
             loop.run(CHUNK, mons.get(v), v == "full")
@@ -191,7 +194,7 @@ def main(argv=None) -> int:
     chunks = {v: [sum(t[i:i + per]) for i in range(0, len(t) - per + 1, per)] for v, t in times.items()}
     result = {
         "device": str(device), "threads": args.threads, "data": args.data, "width": args.width,
-        "clock": clock.__name__, "steps": steps, "block": args.block,
+        "clock": clock.__name__, "steps": steps, "block": args.block, "record_every": args.record_every,
         "us_per_step": {v: round(total[v] / steps * 1e6, 1) for v in variants},
         "ratio_to_bare": {}, "chunk_ratio_quartiles": {},
     }
@@ -206,7 +209,7 @@ def main(argv=None) -> int:
         print(json.dumps(result, indent=2))
         return 0
     print(f"device {device}, {args.threads} thread(s), {clock.__name__}, {args.data}, width {args.width}, "
-          f"{steps} steps per variant in blocks of {args.block}")
+          f"{steps} steps per variant in blocks of {args.block}, record_every {args.record_every}")
     for v in variants:
         line = f"  {v:7s} {result['us_per_step'][v]:8.1f} us/step"
         if v == "bare-2":

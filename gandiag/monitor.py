@@ -9,10 +9,13 @@ Attach it to an existing loop with three calls::
     mon.generator_step(loss=loss_g, fake_out=d_fake_for_g, fake=fake)
     mon.close()
 
-Per step the Monitor only reads what will be gone by the next step (the
-per-parameter gradient norms, in one fused ``_foreach_norm``, and the gradient
-reaching D's output) and keeps references to the rest; on every
-``fingerprint_every``-th G step it also takes a fingerprint of D's weights.
+Every ``record_every``-th iteration (a G step and the D steps before it;
+every 2nd by default) is recorded; the calls of the others are checked and
+counted, nothing more. In a recorded step the Monitor only reads what will be
+gone by the next step (the per-parameter gradient norms, in one fused
+``_foreach_norm``, and the gradient reaching D's output) and keeps references
+to the rest; about every ``fingerprint_every``-th step it also takes a
+fingerprint of D's weights.
 Every ``flush_every`` steps (or after ``flush_seconds``, if sooner) it turns
 the buffered steps into metrics with a few batched reductions and moves them to
 the host in one transfer, so a CUDA loop is never synchronised per step.
@@ -85,9 +88,17 @@ class MonitorUsageError(TypeError):
 class MonitorConfig:
     """When the Monitor measures what. One source of defaults for API and CLI."""
 
+    # Every record_every-th iteration (a G step and the D steps before it) is
+    # recorded whole; the others are checked at the call and otherwise only
+    # counted. Every 2nd about halves what the Monitor costs per step (on the CPU
+    # ~5% of a 5 ms loop when every step is recorded: reading each gradient,
+    # keeping D's outputs, the hook), and the full zoo's confusion counts came out
+    # the same as with every step. A NaN shows at most record_every - 1 steps
+    # late (it stays: the weights have it).
+    record_every: int = 2
     flush_every: int = 50        # host transfers and writes; a killed run loses at most this many steps
     # ... or sooner, once the buffered steps took this many seconds of their own
-    # (their count times the shortest step since the last flush; not under DDP,
+    # (the iterations since the first of them times the shortest one; not under DDP,
     # where every rank must flush at the same step). On the CPU each buffered
     # step's small tensors sit among the big ones the next steps allocate and free,
     # and keep the allocator from reusing that memory: 50 steps of a 2048-wide MLP
@@ -113,8 +124,8 @@ class MonitorConfig:
     fingerprint_every: int = 10
 
     def __post_init__(self):
-        for name in ("flush_every", "diversity_every", "n_eval", "samples_every", "n_snapshot", "n_real",
-                     "fingerprint_every"):
+        for name in ("record_every", "flush_every", "diversity_every", "n_eval", "samples_every", "n_snapshot",
+                     "n_real", "fingerprint_every"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"Expected MonitorConfig.{name} to be an int >= 1 but got {v!r}")
@@ -448,8 +459,8 @@ class Monitor:
     """Records a GAN's training into a run directory that ``gandiag report`` reads.
 
     Args:
-        generator: G. Its gradient norms are read at each :meth:`generator_step`.
-        discriminator: D. Its gradient norms are read at each
+        generator: G. Its gradient norms are read at each recorded :meth:`generator_step`.
+        discriminator: D. Its gradient norms are read at each recorded
             :meth:`discriminator_step`; a forward hook on it captures the gradient
             that the generator's loss sends back through D's output (on forwards
             whose input carries a gradient: G's fakes). DDP or DataParallel
@@ -541,7 +552,8 @@ class Monitor:
         # or other loops taking turns, as in the overhead benchmark).
         self._last_g_call = math.nan
         self._step_seconds = math.inf
-        self.step = 0                      # generator steps recorded so far
+        self.step = 0                      # generator steps seen so far
+        self._recording = True             # whether the iteration under way is recorded
         self.diverged_at: int | None = None
         self._closed = False
         self._rows: list[int] = []          # steps of the buffered iterations
@@ -631,12 +643,13 @@ class Monitor:
             fake_out: D's outputs on the fake batch.
             real: the real batch itself (optional; feeds the diversity metrics).
         """
-        # The hook goes on first, also for a call refused below: G's next step then
-        # still has its signal recorded, and is not taken for a second G step in a row
-        # (which would leave the hook on for good). Outputs of forwards before this
-        # D step (D's own) are not G's signal.
-        self._tap.clear()
-        self._hook.switch(True)
+        if self._recording:
+            # The hook goes on first, also for a call refused below: G's next step then
+            # still has its signal recorded, and is not taken for a second G step in a
+            # row (which would leave the hook on for good). Outputs of forwards before
+            # this D step (D's own) are not G's signal.
+            self._tap.clear()
+            self._hook.switch(True)
         # One expression for the arguments of a correct call: per-step checks cost
         # the loop's time, and each extra line costs about a microsecond in a small loop.
         if not (isinstance(loss, Tensor) and isinstance(real_out, Tensor) and isinstance(fake_out, Tensor)
@@ -646,12 +659,16 @@ class Monitor:
                 and (real is None or (isinstance(real, Tensor) and real.shape[1:] == self._sample_shape
                                       and real.is_floating_point()))):
             self._check_d_step(loss, real_out, fake_out, real)
-        norms, d_has = self._d.read()
+        norms, d_has = self._d.read() if self._recording else (None, self._d.has_grad())
         if not d_has and not self._g.has_grad():
             raise MonitorUsageError(
                 "Expected gradients on the discriminator at discriminator_step but neither network has any; "
                 "call it after loss_d.backward() and before opt_d.step()"
             )
+        if norms is None:  # not recorded
+            if real is not None and self._n_reals < self.config.n_real and self._writer is not None:
+                self._keep_real(real)
+            return
         scale, unscaled = self._scale() if self._scaler is not None else (None, False)
         fp_before, fp_now = self._fp_after_g, None
         if fp_before is not None:
@@ -676,12 +693,16 @@ class Monitor:
                 and (fake is None or (isinstance(fake, Tensor) and fake.shape[1:] == self._sample_shape
                                       and fake.is_floating_point()))):
             self._check_g_step(loss, fake_out, fake)
-        norms, g_has = self._g.read()
+        norms, g_has = self._g.read() if self._recording else (None, self._g.has_grad())
         if not g_has and not self._d.has_grad():
             raise MonitorUsageError(
                 "Expected gradients at generator_step but neither network has any; "
                 "call it after loss_g.backward() and before opt_g.step()"
             )
+        if norms is None:  # not recorded
+            self._tap.clear()  # a hook on for good kept this step's outputs: not the next recorded step's
+            self._next_iteration(fake)
+            return
         scale, unscaled = self._scale() if self._scaler is not None else (None, False)
         # The gradient that reached each hooked output of D, with the output for
         # "probs" (to take it back through the sigmoid); None where no backward came.
@@ -703,23 +724,34 @@ class Monitor:
             self._hook.switch(False)
         self._g_steps.append(_GStep(len(self._rows), norms, None if unscaled else scale, scale, loss.detach(),
                                     fake_out.detach(), out_grads, g_has))
-        if self.step % self.config.fingerprint_every == 0:
-            # D's weights now, to tell at the next D step whether anything but opt_d moved them.
+        self._rows.append(self.step)
+        self._next_iteration(fake)
+
+    def _next_iteration(self, fake: Tensor | None) -> None:
+        """What closes every iteration, recorded or not: the D-weight fingerprint,
+        samples and diversity on their cadence, the step count, the flush."""
+        j, cfg = self.step, self.config
+        k = cfg.record_every
+        # D's weights now, so that the next D step tells whether anything but opt_d
+        # moved them: when that D step is recorded, about every fingerprint_every
+        # steps (exactly every fingerprint_every-th when every step is recorded).
+        if (j + 1) % k == 0 and j % cfg.fingerprint_every < k:
             self._fp_after_g = self._d.fingerprint()
         else:
             self._fp_after_g = None
-        self._rows.append(self.step)
         if fake is not None and self._writer is not None:
             self._keep_fake(fake)
-            self._cadence(self.step)
-        self.step += 1
+            self._cadence(j)
+        self.step = j + 1
+        self._recording = self.step % k == 0
         if self.world_size == 1:
             now = time.perf_counter()
             # The first interval is NaN (no call before it), and min(x, NaN) keeps x.
             self._step_seconds = min(self._step_seconds, now - self._last_g_call)
             self._last_g_call = now
-        if self.step % self.config.flush_every == 0 or (
-                self._step_seconds < math.inf and len(self._rows) * self._step_seconds > self.config.flush_seconds):
+        if self.step % cfg.flush_every == 0 or (
+                self._step_seconds < math.inf and self._rows
+                and (self.step - self._rows[0]) * self._step_seconds > cfg.flush_seconds):
             self.flush()
 
     def _warn_uncaptured(self) -> None:
@@ -1133,7 +1165,7 @@ class Monitor:
                     status = "diverged"
                 elif status is None:
                     status = "completed"
-                extra = {"steps_recorded": self.step}
+                extra = {"steps_recorded": self.step}  # iterations seen: every record_every-th has a row
                 if self.diverged_at is not None:
                     extra["diverged_at"] = self.diverged_at
                 self._writer.close(status, **extra)

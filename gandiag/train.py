@@ -49,7 +49,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     # Arjovsky & Bottou (2017): stop G's updates after this many G steps while D
-    # trains on. G's gradient is still computed and recorded at every G step; only
+    # trains on. G's gradient is still computed and recorded as before; only
     # opt_g.step() is skipped. None trains G throughout.
     freeze_g_after: int | None = None
 

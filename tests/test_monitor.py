@@ -11,6 +11,10 @@ from gandiag.losses import LOSSES
 from gandiag.monitor import Monitor, MonitorConfig, MonitorUsageError
 from gandiag.rundir import RunDirError, load_run
 
+# These tests compare every step with hand values: every step is recorded
+# (the default records every 2nd; see the record_every tests).
+EVERY_STEP = MonitorConfig(record_every=1)
+
 
 def nets(seed=0):
     torch.manual_seed(seed)
@@ -63,7 +67,7 @@ def loop(mon, G, D, steps, *, loss="minimax", d_steps=1, probs=False, seed=0, de
 
 def test_records_closed_form_logit_gradient_and_norms(tmp_path):
     G, D = nets()
-    with Monitor(G, D, tmp_path / "r", d_output="logits", config=MonitorConfig(flush_every=3)) as mon:
+    with Monitor(G, D, tmp_path / "r", d_output="logits", config=MonitorConfig(record_every=1, flush_every=3)) as mon:
         ref = loop(mon, G, D, 7)
     run = load_run(tmp_path / "r")
     m = run.metrics
@@ -82,7 +86,7 @@ def test_records_closed_form_logit_gradient_and_norms(tmp_path):
 
 def test_nonsaturating_logit_gradient_is_one_minus_sigmoid(tmp_path):
     G, D = nets()
-    with Monitor(G, D, tmp_path / "r") as mon:
+    with Monitor(G, D, tmp_path / "r", config=EVERY_STEP) as mon:
         ref = loop(mon, G, D, 3, loss="nonsaturating")
     m = load_run(tmp_path / "r").metrics
     for i, r in enumerate(ref):
@@ -93,7 +97,7 @@ def test_probs_output_converts_gradient_to_the_logit(tmp_path):
     # D ending in a sigmoid with BCELoss must record the same logit signal as logits.
     G, D = nets()
     D = nn.Sequential(D, nn.Sigmoid())
-    with Monitor(G, D, tmp_path / "p", d_output="probs") as mon:
+    with Monitor(G, D, tmp_path / "p", d_output="probs", config=EVERY_STEP) as mon:
         ref = loop(mon, G, D, 3, probs=True)
     m = load_run(tmp_path / "p").metrics
     for i, r in enumerate(ref):
@@ -103,7 +107,7 @@ def test_probs_output_converts_gradient_to_the_logit(tmp_path):
 
 def test_several_d_steps_are_averaged_into_one_iteration(tmp_path):
     G, D = nets()
-    with Monitor(G, D, tmp_path / "r") as mon:
+    with Monitor(G, D, tmp_path / "r", config=EVERY_STEP) as mon:
         ref = loop(mon, G, D, 4, d_steps=3)
     m = load_run(tmp_path / "r").metrics
     assert (m[S.D_STEPS] == 3).all()
@@ -115,7 +119,7 @@ def test_several_d_steps_are_averaged_into_one_iteration(tmp_path):
 def test_g_step_gradient_into_d_never_counts_as_d(tmp_path):
     # The G step leaves gradients on D; the D norm must come from the D step alone.
     G, D = nets()
-    with Monitor(G, D, tmp_path / "r") as mon:
+    with Monitor(G, D, tmp_path / "r", config=EVERY_STEP) as mon:
         ref = loop(mon, G, D, 3)
     m = load_run(tmp_path / "r").metrics
     assert [m.loc[i, S.GRAD_NORM_D] for i in range(3)] == pytest.approx([r["grad_norm_d"] for r in ref], rel=1e-5)
@@ -123,7 +127,7 @@ def test_g_step_gradient_into_d_never_counts_as_d(tmp_path):
 
 def test_partial_run_is_readable_up_to_last_flush(tmp_path):
     G, D = nets()
-    mon = Monitor(G, D, tmp_path / "r", config=MonitorConfig(flush_every=4))
+    mon = Monitor(G, D, tmp_path / "r", config=MonitorConfig(record_every=1, flush_every=4))
     loop(mon, G, D, 10)  # never closed: as if killed
     with open(tmp_path / "r" / "metrics.jsonl", "a") as fh:
         fh.write('{"step": 10, "loss')  # a torn last line
@@ -134,7 +138,7 @@ def test_partial_run_is_readable_up_to_last_flush(tmp_path):
 
 def test_nan_marks_run_diverged_and_keeps_data(tmp_path):
     G, D = nets()
-    mon = Monitor(G, D, tmp_path / "r", config=MonitorConfig(flush_every=2))
+    mon = Monitor(G, D, tmp_path / "r", config=MonitorConfig(record_every=1, flush_every=2))
     loop(mon, G, D, 3)
     with torch.no_grad():
         G[2].weight.fill_(float("nan"))
@@ -148,14 +152,14 @@ def test_nan_marks_run_diverged_and_keeps_data(tmp_path):
 
 def test_detached_fakes_record_no_generator_gradient(tmp_path):
     G, D = nets()
-    with Monitor(G, D, tmp_path / "r") as mon:
+    with Monitor(G, D, tmp_path / "r", config=EVERY_STEP) as mon:
         loop(mon, G, D, 3, detach_fake=True)
     assert (load_run(tmp_path / "r").metrics[S.G_HAS_GRAD] == 0).all()
 
 
 def test_step_without_any_gradient_is_a_usage_error(tmp_path):
     G, D = nets()
-    mon = Monitor(G, D, tmp_path / "r")
+    mon = Monitor(G, D, tmp_path / "r", config=EVERY_STEP)
     out = D(torch.randn(4, 2))
     with pytest.raises(MonitorUsageError, match="neither network has any"):
         mon.generator_step(loss=out.mean(), fake_out=out)
@@ -167,10 +171,10 @@ def test_step_without_any_gradient_is_a_usage_error(tmp_path):
 def test_wrong_argument_types_fail_at_the_call(tmp_path):
     G, D = nets()
     with pytest.raises(MonitorUsageError, match="Expected generator= to be a torch.nn.Module but got str"):
-        Monitor("G", D, tmp_path / "a")
+        Monitor("G", D, tmp_path / "a", config=EVERY_STEP)
     with pytest.raises(MonitorUsageError, match="Expected d_output in"):
-        Monitor(G, D, tmp_path / "b", d_output="sigmoid")
-    mon = Monitor(G, D, tmp_path / "c")
+        Monitor(G, D, tmp_path / "b", d_output="sigmoid", config=EVERY_STEP)
+    mon = Monitor(G, D, tmp_path / "c", config=EVERY_STEP)
     D(torch.randn(4, 2)).mean().backward()
     with pytest.raises(MonitorUsageError, match="Expected loss= to be a torch.Tensor but got float"):
         mon.discriminator_step(loss=0.5, real_out=torch.zeros(4), fake_out=torch.zeros(4))
@@ -181,13 +185,13 @@ def test_wrong_argument_types_fail_at_the_call(tmp_path):
 
 def test_run_dir_held_by_a_live_monitor_is_refused(tmp_path):
     G, D = nets()
-    mon = Monitor(G, D, tmp_path / "r")
+    mon = Monitor(G, D, tmp_path / "r", config=EVERY_STEP)
     with pytest.raises(MonitorUsageError, match="held by process"):
-        Monitor(G, D, tmp_path / "r", overwrite=True)
+        Monitor(G, D, tmp_path / "r", overwrite=True, config=EVERY_STEP)
     mon.close()
     with pytest.raises(RunDirError, match="already holds a run"):
-        Monitor(G, D, tmp_path / "r")
-    Monitor(G, D, tmp_path / "r", overwrite=True).close()
+        Monitor(G, D, tmp_path / "r", config=EVERY_STEP)
+    Monitor(G, D, tmp_path / "r", overwrite=True, config=EVERY_STEP).close()
 
 
 def test_meta_records_format_and_layers(tmp_path):
@@ -207,7 +211,7 @@ def test_gradient_accumulation_records_the_full_batch(tmp_path):
     opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 1e-3)
     gen, v, k = torch.Generator().manual_seed(3), LOSSES["minimax"], 3
     ref = []
-    with Monitor(G, D, tmp_path / "r") as mon:
+    with Monitor(G, D, tmp_path / "r", config=EVERY_STEP) as mon:
         for _ in range(4):
             opt_d.zero_grad()
             loss_d, reals, fakes = 0.0, [], []
@@ -247,7 +251,7 @@ def test_batches_of_different_sizes_are_reduced_per_step(tmp_path):
     G, D = nets()
     opt_d = torch.optim.SGD(D.parameters(), 1e-3)
     gen = torch.Generator().manual_seed(5)
-    with Monitor(G, D, tmp_path / "r", d_output="critic") as mon:
+    with Monitor(G, D, tmp_path / "r", d_output="critic", config=EVERY_STEP) as mon:
         expect = []
         for n_real, n_fake in ((8, 24), (16, 16), (30, 2)):
             r, f = D(torch.randn(n_real, 2, generator=gen)), D(torch.randn(n_fake, 2, generator=gen))
@@ -276,12 +280,12 @@ def test_batches_of_different_sizes_are_reduced_per_step(tmp_path):
 def test_double_sigmoid_declared_as_logits_stays_inside_half_to_sigmoid_one(tmp_path):
     G, D = nets()
     D2 = nn.Sequential(D, nn.Sigmoid(), nn.Sigmoid())  # "logits" that went through a sigmoid twice
-    with Monitor(G, D2, tmp_path / "bad", d_output="logits") as mon:
+    with Monitor(G, D2, tmp_path / "bad", d_output="logits", config=EVERY_STEP) as mon:
         loop(mon, G, D2, 4)
     bad = load_run(tmp_path / "bad").metrics
     assert (bad[S.D_OUT_MIN] > 0.5).all() and (bad[S.D_OUT_MAX] < 1 / (1 + math.exp(-1))).all()
     G, D = nets()
-    with Monitor(G, D, tmp_path / "ok", d_output="logits") as mon:
+    with Monitor(G, D, tmp_path / "ok", d_output="logits", config=EVERY_STEP) as mon:
         loop(mon, G, D, 4)
     ok = load_run(tmp_path / "ok").metrics
     assert (ok[S.D_OUT_MIN] < 0.5).all()
@@ -309,12 +313,12 @@ def test_probabilities_of_exactly_zero_or_one_are_recorded_saturated(tmp_path):
     with torch.no_grad():
         D[2].weight.mul_(1e4)  # logits in the thousands: sigmoid gives exactly 0 or 1 in float32
     saturated = nn.Sequential(D, nn.Sigmoid())
-    with Monitor(G, saturated, tmp_path / "bad", d_output="probs") as mon:
+    with Monitor(G, saturated, tmp_path / "bad", d_output="probs", config=EVERY_STEP) as mon:
         bce_probs_loop(mon, G, saturated, 3)
     assert (load_run(tmp_path / "bad").metrics[S.D_PROB_SATURATED] > 0.5).all()
     G, D = nets()
     healthy = nn.Sequential(D, nn.Sigmoid())
-    with Monitor(G, healthy, tmp_path / "ok", d_output="probs") as mon:
+    with Monitor(G, healthy, tmp_path / "ok", d_output="probs", config=EVERY_STEP) as mon:
         bce_probs_loop(mon, G, healthy, 3)
     assert (load_run(tmp_path / "ok").metrics[S.D_PROB_SATURATED] == 0).all()
 
@@ -342,7 +346,7 @@ def shared_optimizer_loop(mon, G, D, steps, d_steps=1):
 
 
 def test_d_moved_in_g_step_fires_for_a_shared_optimizer_only(tmp_path):
-    cfg = MonitorConfig(fingerprint_every=2)
+    cfg = MonitorConfig(record_every=1, fingerprint_every=2)
     G, D = nets()
     with Monitor(G, D, tmp_path / "bad", config=cfg) as mon:
         shared_optimizer_loop(mon, G, D, 9)
@@ -359,29 +363,37 @@ def test_d_moved_in_g_step_fires_for_a_shared_optimizer_only(tmp_path):
 
 def test_d_moved_is_compared_on_the_default_cadence(tmp_path):
     G, D = nets()
-    with Monitor(G, D, tmp_path / "bad") as mon:
+    with Monitor(G, D, tmp_path / "bad", config=EVERY_STEP) as mon:
         shared_optimizer_loop(mon, G, D, 12)
     moved = load_run(tmp_path / "bad").series(S.D_MOVED_IN_G_STEP)
-    every = MonitorConfig().fingerprint_every
+    every = MonitorConfig(record_every=1).fingerprint_every
     assert list(moved.index) == list(range(1, 12, every)) and (moved == 1).all()
 
 
-def test_two_g_steps_per_d_step_keep_the_logit_gradient(tmp_path):
-    G, D = nets()
+def several_g_steps_per_d_step(mon, G, D, d_steps, g_per_d):
+    """A loop with g_per_d G steps after each of d_steps D steps (minimax);
+    returns the mean sigmoid of each G step's D output, its logit gradient."""
     opt_g = torch.optim.Adam(G.parameters(), 1e-3)
     v = LOSSES["minimax"]
     sig = []
-    with Monitor(G, D, tmp_path / "r") as mon:
+    for _ in range(d_steps):
         out = D(torch.randn(8, 2))
         out.mean().backward()
         mon.discriminator_step(loss=out.mean(), real_out=out, fake_out=out)
-        for _ in range(4):
+        for _ in range(g_per_d):
             out = D(G(torch.randn(8, 4)))
             opt_g.zero_grad()
             v.g_loss(out, out).backward()
             mon.generator_step(loss=v.g_loss(out, out), fake_out=out)
             opt_g.step()
             sig.append(torch.sigmoid(out).mean().item())
+    return sig
+
+
+def test_two_g_steps_per_d_step_keep_the_logit_gradient(tmp_path):
+    G, D = nets()
+    with Monitor(G, D, tmp_path / "r", config=EVERY_STEP) as mon:
+        sig = several_g_steps_per_d_step(mon, G, D, 1, 4)
     lg = load_run(tmp_path / "r").series(S.LOGIT_GRAD_G)
     # Step 1 follows a G step with no D step between; from then on the hook stays on.
     assert lg.loc[0] == pytest.approx(sig[0], rel=1e-5)
@@ -391,7 +403,7 @@ def test_two_g_steps_per_d_step_keep_the_logit_gradient(tmp_path):
 # -- bad use -------------------------------------------------------------------------
 def test_non_scalar_loss_fails_at_the_call(tmp_path):
     G, D = nets()
-    with Monitor(G, D, tmp_path / "r") as mon:
+    with Monitor(G, D, tmp_path / "r", config=EVERY_STEP) as mon:
         out = D(torch.randn(4, 2))
         out.mean().backward()
         with pytest.raises(MonitorUsageError, match=r"Expected loss= to be a scalar tensor but got shape \(4,\)"):
@@ -422,7 +434,7 @@ def test_run_dir_held_by_another_process_is_refused(tmp_path):
     try:
         assert child.stdout.readline().strip() == "ready"
         with pytest.raises(MonitorUsageError, match=f"is held by process {child.pid}"):
-            Monitor(G, D, run_dir, overwrite=True)
+            Monitor(G, D, run_dir, overwrite=True, config=EVERY_STEP)
         # Killed outright, the holder leaves its lock file behind, but not its hold.
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=30)
@@ -431,7 +443,7 @@ def test_run_dir_held_by_another_process_is_refused(tmp_path):
         child.stdout.close()
         child.stdin.close()
     assert (run_dir / ".lock").exists()
-    Monitor(G, D, run_dir, overwrite=True).close()
+    Monitor(G, D, run_dir, overwrite=True, config=EVERY_STEP).close()
     assert not (run_dir / ".lock").exists()
 
 
@@ -442,7 +454,7 @@ def test_step_calls_never_synchronise_the_device(tmp_path):
     opt_g, opt_d = torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters())
     scaler = torch.amp.GradScaler("cuda")
     v = LOSSES["nonsaturating"]
-    with Monitor(G, D, tmp_path / "r", grad_scaler=scaler, config=MonitorConfig(flush_every=1000)) as mon:
+    with Monitor(G, D, tmp_path / "r", grad_scaler=scaler, config=MonitorConfig(record_every=1, flush_every=1000)) as mon:
         for step in range(20):
             x = torch.randn(64, 2, device="cuda")
             r, f = D(x), D(G(torch.randn(64, 4, device="cuda")).detach())
@@ -504,14 +516,14 @@ def test_sampler_feeds_the_diversity_metrics(tmp_path):
         return {S.DIV_RATIO: float(fake[:, 0].mean())}
 
     fixed = torch.full((7, 2), 3.0)
-    cfg = MonitorConfig(diversity_every=2)
+    cfg = MonitorConfig(record_every=1, diversity_every=2)
     with Monitor(G, D, tmp_path / "s", config=cfg, evaluator=evaluator, sampler=lambda: fixed) as mon:
         loop(mon, G, D, 4)
     assert seen == [7, 7]
     div = load_run(tmp_path / "s").series(S.DIV_RATIO)
     assert list(div.index) == [0, 2] and (div == 3.0).all()
     with pytest.raises(MonitorUsageError, match="Expected sampler= to be callable but got int"):
-        Monitor(G, D, tmp_path / "t", sampler=3)
+        Monitor(G, D, tmp_path / "t", sampler=3, config=EVERY_STEP)
 
 
 def test_bad_run_dirs_are_one_line_errors_naming_run_dir(tmp_path):
@@ -520,27 +532,27 @@ def test_bad_run_dirs_are_one_line_errors_naming_run_dir(tmp_path):
     for bad in (tmp_path / "afile", tmp_path / "afile" / "sub"):
         with pytest.raises(RunDirError, match=r"Expected a directory gandiag can write at run_dir=.*afile.* but got "
                                               r"(FileExistsError|NotADirectoryError)"):
-            Monitor(G, D, bad)
+            Monitor(G, D, bad, config=EVERY_STEP)
 
 
 @pytest.mark.skipif(not os.path.isdir("/sys/kernel"), reason="needs Linux sysfs, which even root cannot write into")
 def test_an_unwritable_run_dir_is_a_one_line_error():
     G, D = nets()
     with pytest.raises(RunDirError, match=r"run_dir='/sys/gandiag-test/run' but got PermissionError"):
-        Monitor(G, D, "/sys/gandiag-test/run")
+        Monitor(G, D, "/sys/gandiag-test/run", config=EVERY_STEP)
 
 
 def test_run_dir_expands_the_home_directory(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     G, D = nets()
-    with Monitor(G, D, "~/runs/r") as mon:
+    with Monitor(G, D, "~/runs/r", config=EVERY_STEP) as mon:
         loop(mon, G, D, 2)
     assert load_run(tmp_path / "runs" / "r").status == "completed"
 
 
 def test_sample_batches_must_be_float_and_agree_in_shape(tmp_path):
     G, D = nets()
-    with Monitor(G, D, tmp_path / "r") as mon:
+    with Monitor(G, D, tmp_path / "r", config=EVERY_STEP) as mon:
         out = D(torch.randn(8, 2))
         out.mean().backward()
         with pytest.raises(MonitorUsageError, match="Expected real= to be a floating-point batch.*torch.uint8"):
@@ -571,7 +583,7 @@ def test_run_config_that_json_cannot_hold_names_its_key(tmp_path):
 
 def test_close_with_an_unknown_status_fails_and_leaves_the_monitor_open(tmp_path):
     G, D = nets()
-    mon = Monitor(G, D, tmp_path / "r")
+    mon = Monitor(G, D, tmp_path / "r", config=EVERY_STEP)
     loop(mon, G, D, 2)
     with pytest.raises(MonitorUsageError, match="Expected status in"):
         mon.close("bogus")
@@ -585,7 +597,7 @@ def test_a_sampler_returning_the_wrong_thing_is_a_one_line_error(tmp_path):
                                                  r"of shape \[7, 3\]"),
                      (lambda: torch.zeros(7, 2, dtype=torch.int64), "torch.int64")):
         G, D = nets()
-        mon = Monitor(G, D, tmp_path / f"r{len(list(tmp_path.iterdir()))}", config=MonitorConfig(diversity_every=2),
+        mon = Monitor(G, D, tmp_path / f"r{len(list(tmp_path.iterdir()))}", config=MonitorConfig(record_every=1, diversity_every=2),
                       evaluator=lambda fake: {S.DIV_RATIO: 1.0}, sampler=bad)
         with pytest.raises(MonitorUsageError, match="Expected sampler= to return a floating-point batch.*" + got):
             loop(mon, G, D, 3)
@@ -597,7 +609,7 @@ def test_a_run_shorter_than_the_cadence_is_measured_at_close(tmp_path):
     # A run with two evaluations or more keeps its evenly spaced series.
     for steps, every, want in ((30, 1000, [0, 29]), (30, 20, [0, 20])):
         G, D = nets()
-        cfg = MonitorConfig(diversity_every=every)
+        cfg = MonitorConfig(record_every=1, diversity_every=every)
         run_dir = tmp_path / f"r{steps}-{every}"
         with Monitor(G, D, run_dir, config=cfg, evaluator=lambda fake: {S.DIV_RATIO: float(len(fake))}) as mon:
             loop(mon, G, D, steps)
@@ -607,8 +619,8 @@ def test_a_run_shorter_than_the_cadence_is_measured_at_close(tmp_path):
 def test_empty_run_dir_and_a_running_close_status_are_refused(tmp_path):
     G, D = nets()
     with pytest.raises(MonitorUsageError, match="Expected run_dir= to name a directory but got an empty path"):
-        Monitor(G, D, "")
-    mon = Monitor(G, D, tmp_path / "r")
+        Monitor(G, D, "", config=EVERY_STEP)
+    mon = Monitor(G, D, tmp_path / "r", config=EVERY_STEP)
     with pytest.raises(MonitorUsageError, match="Expected status in"):
         mon.close("running")
     mon.close()
@@ -624,7 +636,7 @@ def _g_forward_keeps_grad(D, G):
 
 def test_the_d_hook_is_on_only_from_a_d_step_to_the_next_g_step(tmp_path):
     G, D = nets()
-    with Monitor(G, D, tmp_path / "r") as mon:
+    with Monitor(G, D, tmp_path / "r", config=EVERY_STEP) as mon:
         for _ in range(2):
             out = D(torch.randn(8, 2))
             out.mean().backward()
@@ -644,7 +656,7 @@ def test_a_refused_d_step_the_loop_goes_past_leaves_the_next_g_steps_signal_reco
     G, D = nets()
     v = LOSSES["minimax"]
     want = []
-    with Monitor(G, D, tmp_path / "r") as mon:
+    with Monitor(G, D, tmp_path / "r", config=EVERY_STEP) as mon:
         for step in range(3):
             r, f = D(torch.randn(8, 2)), D(G(torch.randn(8, 4)).detach())
             loss_d = v.d_loss(r, f)
@@ -670,12 +682,12 @@ def test_a_hook_that_cannot_be_switched_stays_on_and_records_the_same(tmp_path, 
     import gandiag.output_capture as capture
 
     G, D = nets()
-    with Monitor(G, D, tmp_path / "switched") as mon:
+    with Monitor(G, D, tmp_path / "switched", config=EVERY_STEP) as mon:
         ref = loop(mon, G, D, 6, loss="nonsaturating")
     # A torch that keeps hooks elsewhere: the entry is not found, the hook stays on.
     monkeypatch.setattr(capture, "HOOK_DICTS", ("_forward_hooks", "_no_such_dict"))
     G, D = nets()
-    with Monitor(G, D, tmp_path / "always") as mon:
+    with Monitor(G, D, tmp_path / "always", config=EVERY_STEP) as mon:
         again = loop(mon, G, D, 6, loss="nonsaturating")
         assert len(D._forward_hooks) == 1 and _g_forward_keeps_grad(D, G)
     assert again == ref
@@ -693,7 +705,7 @@ def test_several_outputs_per_sample_count_as_one_output_each(tmp_path):
     D = nn.Sequential(nn.Linear(2, 4), nn.Unflatten(1, (1, 2, 2)))
     v = LOSSES["minimax"]
     want = []
-    with Monitor(G, D, tmp_path / "r") as mon:
+    with Monitor(G, D, tmp_path / "r", config=EVERY_STEP) as mon:
         for _ in range(3):
             x = torch.randn(16, 2)
             r, f = D(x), D(G(torch.randn(16, 4)).detach())
@@ -739,7 +751,7 @@ def test_a_d_returning_several_tensors_records_the_score_passed_as_fake_out(tmp_
     pick = (lambda o: o["score"]) if as_dict else (lambda o: o[0])
     v = LOSSES["minimax"]
     want = []
-    with Monitor(G, D, tmp_path / "r") as mon:
+    with Monitor(G, D, tmp_path / "r", config=EVERY_STEP) as mon:
         for _ in range(3):
             r, f = pick(D(torch.randn(16, 2))), pick(D(G(torch.randn(16, 4)).detach()))
             loss_d = v.d_loss(r, f)
@@ -761,7 +773,7 @@ def test_a_d_returning_several_tensors_records_the_score_passed_as_fake_out(tmp_
 
 def test_a_users_hook_that_changes_ds_output_is_seen_from_the_first_step(tmp_path):
     G, D = nets()
-    with Monitor(G, D, tmp_path / "r") as mon:
+    with Monitor(G, D, tmp_path / "r", config=EVERY_STEP) as mon:
         D.register_forward_hook(lambda m, a, o: 2 * o)  # after the Monitor's
         ref = loop(mon, G, D, 4)
     # minimax: the recorded gradient is mean sigmoid of the output G's loss saw (doubled)
@@ -774,7 +786,7 @@ def test_copies_of_d_get_an_inert_hook_and_do_not_feed_the_monitor(tmp_path):
     import io
 
     G, D = nets()
-    with Monitor(G, D, tmp_path / "r") as mon:
+    with Monitor(G, D, tmp_path / "r", config=EVERY_STEP) as mon:
         ema = copy.deepcopy(D)  # the hook is on here (before the first D step)
         buf = io.BytesIO()
         torch.save(D, buf)
@@ -791,7 +803,7 @@ def test_copies_of_d_get_an_inert_hook_and_do_not_feed_the_monitor(tmp_path):
 @pytest.mark.filterwarnings("ignore:Using backward.. with create_graph")
 def test_a_create_graph_backward_in_the_g_step_keeps_no_graph(tmp_path):
     G, D = nets()
-    with Monitor(G, D, tmp_path / "r") as mon:
+    with Monitor(G, D, tmp_path / "r", config=EVERY_STEP) as mon:
         out = D(torch.randn(8, 2))
         out.mean().backward()
         mon.discriminator_step(loss=out.mean(), real_out=out, fake_out=out)
@@ -809,7 +821,7 @@ def test_a_create_graph_backward_in_the_g_step_keeps_no_graph(tmp_path):
 def test_a_loop_that_runs_every_forward_first_is_warned_once(tmp_path):
     G, D = nets()
     v = LOSSES["nonsaturating"]
-    with Monitor(G, D, tmp_path / "r") as mon, pytest.warns(UserWarning, match="logit_grad_g") as caught:
+    with Monitor(G, D, tmp_path / "r", config=EVERY_STEP) as mon, pytest.warns(UserWarning, match="logit_grad_g") as caught:
         for _ in range(3):
             fake = G(torch.randn(8, 4))
             r, f, gen = D(torch.randn(8, 2)), D(fake.detach()), D(fake)  # every forward first
@@ -826,7 +838,7 @@ def test_a_loop_that_runs_every_forward_first_is_warned_once(tmp_path):
 
 def test_one_dimensional_samples_and_integer_losses_or_outputs_fail_at_the_call(tmp_path):
     G, D = nets()
-    with Monitor(G, D, tmp_path / "r") as mon:
+    with Monitor(G, D, tmp_path / "r", config=EVERY_STEP) as mon:
         out = D(torch.randn(8, 2))
         out.mean().backward()
         for bad in (torch.zeros(8), torch.tensor(1.0)):
@@ -852,22 +864,114 @@ def test_a_slow_loop_is_flushed_by_time_as_well_as_by_steps(tmp_path):
         mon.close()
         return written, load_run(mon.run_dir).series(S.LOSS_G).tolist()
 
-    timed, timed_loss = rows_after(MonitorConfig(flush_seconds=1e-9), 3)  # every timed step is overdue
-    stepped, stepped_loss = rows_after(MonitorConfig(), 3)
+    timed, timed_loss = rows_after(MonitorConfig(record_every=1, flush_seconds=1e-9), 3)  # every timed step is overdue
+    stepped, stepped_loss = rows_after(MonitorConfig(record_every=1), 3)
     assert len(timed) == 3 and stepped == []  # the default waits for 50 steps (or 1 s)
     assert timed_loss == stepped_loss  # when a flush comes changes nothing recorded
     for bad in (0, -1.0, True, "1"):
         with pytest.raises(ValueError, match="flush_seconds"):
-            MonitorConfig(flush_seconds=bad)
+            MonitorConfig(record_every=1, flush_seconds=bad)
 
 
 def test_time_spent_outside_the_steps_does_not_make_a_flush_due(tmp_path):
     import time
 
     G, D = nets()
-    with Monitor(G, D, tmp_path / "r", config=MonitorConfig(flush_seconds=0.5)) as mon:
+    with Monitor(G, D, tmp_path / "r", config=MonitorConfig(record_every=1, flush_seconds=0.5)) as mon:
         for block in range(3):
             loop(mon, G, D, 5, seed=block)
             time.sleep(0.3)  # an evaluation, or other loops taking turns
         # 15 fast steps: well under 0.5 s of their own, though 0.9 s went by
         assert (mon.run_dir / "metrics.jsonl").read_text() == ""
+
+
+# -- the default: every record_every-th iteration ---------------------------------------
+def test_by_default_every_second_iteration_is_recorded_with_its_hand_values(tmp_path):
+    G, D = nets()
+    with Monitor(G, D, tmp_path / "r") as mon:
+        assert mon.config.record_every == 2
+        ref = loop(mon, G, D, 9, loss="nonsaturating")
+    run = load_run(tmp_path / "r")
+    steps = [0, 2, 4, 6, 8]
+    for col, rel in ((S.LOSS_D, 1e-6), (S.GRAD_NORM_D, 1e-5), (S.GRAD_NORM_G, 1e-5), (S.LOSS_G, 1e-6)):
+        s = run.series(col)
+        assert list(s.index) == steps
+        assert s.tolist() == pytest.approx([ref[i][col] for i in steps], rel=rel)
+    # nonsaturating on logits: dL_G/dlogit = -(1 - sigmoid(logit))/B
+    lg = run.series(S.LOGIT_GRAD_G)
+    assert list(lg.index) == steps and lg.tolist() == pytest.approx([1 - ref[i]["sigmoid"] for i in steps], rel=1e-5)
+    assert run.meta["steps_recorded"] == 9
+
+
+def test_iterations_that_are_not_recorded_are_still_checked_at_the_call(tmp_path):
+    G, D = nets()
+    with Monitor(G, D, tmp_path / "r") as mon:
+        loop(mon, G, D, 1)  # step 0 is recorded, step 1 is not
+        assert not mon._recording and len(D._forward_hooks) == 0
+        kept = len(mon._d_steps)
+        G.zero_grad(set_to_none=True)
+        D.zero_grad(set_to_none=True)
+        out = D(torch.randn(8, 2))
+        with pytest.raises(MonitorUsageError, match="neither network has any"):
+            mon.discriminator_step(loss=out.mean(), real_out=out, fake_out=out)
+        out.mean().backward()
+        with pytest.raises(MonitorUsageError, match="Expected fake_out="):
+            mon.discriminator_step(loss=out.mean(), real_out=out, fake_out=out.long())
+        with pytest.raises(MonitorUsageError, match="Expected loss="):
+            mon.generator_step(loss=torch.tensor(3), fake_out=out)
+        mon.discriminator_step(loss=out.mean(), real_out=out, fake_out=out)
+        assert len(D._forward_hooks) == 0  # no hook through an iteration that is not recorded
+        assert len(mon._d_steps) == kept  # and nothing kept
+
+
+def test_a_nan_between_recorded_steps_shows_at_the_next_one(tmp_path):
+    G, D = nets()
+    mon = Monitor(G, D, tmp_path / "r", config=MonitorConfig(flush_every=2))
+    loop(mon, G, D, 3)  # steps 0-2
+    with torch.no_grad():
+        G[2].weight.fill_(float("nan"))
+    loop(mon, G, D, 2)  # steps 3 (not recorded) and 4
+    mon.close()
+    run = load_run(tmp_path / "r")
+    assert list(run.metrics.index) == [0, 2, 4]
+    assert run.status == "diverged" and run.meta["diverged_at"] == 4
+    assert math.isnan(run.metrics.loc[4, S.LOSS_G]) and run.metrics.loc[2, S.NONFINITE] == 0
+
+
+def test_a_shared_optimizer_is_caught_on_recorded_steps(tmp_path):
+    G, D = nets()
+    with Monitor(G, D, tmp_path / "bad") as mon:
+        shared_optimizer_loop(mon, G, D, 25)
+    moved = load_run(tmp_path / "bad").series(S.D_MOVED_IN_G_STEP)
+    # D's weights are read after G steps 1, 11, 21 and compared at the D steps of 2, 12, 22.
+    assert list(moved.index) == [2, 12, 22] and (moved == 1).all()
+    G, D = nets()
+    with Monitor(G, D, tmp_path / "ok") as mon:
+        loop(mon, G, D, 25)
+    ok = load_run(tmp_path / "ok").series(S.D_MOVED_IN_G_STEP)
+    assert list(ok.index) == [2, 12, 22] and (ok == 0).all()
+
+
+def test_diversity_and_flushes_keep_their_step_cadence(tmp_path):
+    G, D = nets()
+    cfg = MonitorConfig(diversity_every=3, flush_every=4)
+    with Monitor(G, D, tmp_path / "r", config=cfg, evaluator=lambda fake: {S.DIV_RATIO: float(len(fake))}) as mon:
+        loop(mon, G, D, 4)
+        # Four iterations, two recorded: the flush at step 4 wrote them and the evaluations at 0 and 3.
+        lines = [json.loads(x) for x in (mon.run_dir / "metrics.jsonl").read_text().splitlines()]
+        loop(mon, G, D, 3)
+    assert [r["step"] for r in lines if S.LOSS_G in r] == [0, 2]
+    assert [r["step"] for r in lines if S.DIV_RATIO in r] == [0, 3]
+    run = load_run(tmp_path / "r")
+    assert list(run.series(S.DIV_RATIO).index) == [0, 3, 6] and list(run.series(S.LOSS_G).index) == [0, 2, 4, 6]
+
+
+def test_three_g_steps_per_d_step_keep_the_logit_gradient_on_recorded_steps(tmp_path):
+    G, D = nets()
+    with Monitor(G, D, tmp_path / "r") as mon:
+        sig = several_g_steps_per_d_step(mon, G, D, 3, 3)
+    lg = load_run(tmp_path / "r").series(S.LOGIT_GRAD_G)
+    # Recorded: 0, 2, 4, 6, 8. Step 2 is the first recorded G step with no D step
+    # before it (the D steps are in 0, 3, 6): the hook stays on from there.
+    assert list(lg.index) == [0, 4, 6, 8]
+    assert lg.tolist() == pytest.approx([sig[i] for i in (0, 4, 6, 8)], rel=1e-5)

@@ -7,7 +7,7 @@ from gandiag.monitor import MonitorConfig
 from gandiag.rundir import load_run
 from gandiag.train import TrainConfig, sweep, train
 
-FAST = MonitorConfig(diversity_every=50, samples_every=100, flush_every=25)
+FAST = MonitorConfig(record_every=1, diversity_every=50, samples_every=100, flush_every=25)
 
 
 def test_matched_seeds_same_start_data_and_noise(tmp_path):

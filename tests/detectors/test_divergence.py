@@ -178,7 +178,7 @@ def test_monitor_runs_with_rows_missing_a_step_do_not_diverge(tmp_path, pattern)
         mon.generator_step(loss=loss, fake_out=out)
         opt_g.step()
 
-    with Monitor(G, D, tmp_path / "r", config=MonitorConfig(flush_every=7)) as mon:
+    with Monitor(G, D, tmp_path / "r", config=MonitorConfig(record_every=1, flush_every=7)) as mon:
         for i in range(120):
             if pattern == "g_step_first":
                 g_step(mon)

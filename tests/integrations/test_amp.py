@@ -9,6 +9,11 @@ from torch import nn
 from gandiag import schema as S
 from gandiag.losses import LOSSES
 from gandiag.monitor import Monitor, MonitorConfig, MonitorUsageError
+
+# These tests compare every step with hand values: every step is recorded
+# (the default records every 2nd; see the record_every tests).
+EVERY_STEP = MonitorConfig(record_every=1)
+
 from gandiag.rundir import load_run
 
 SCALE = 2.0 ** 10
@@ -74,7 +79,7 @@ def test_grad_scaler_exists_on_cpu():
 def test_scaled_norms_and_logit_gradient_are_recorded_unscaled(tmp_path):
     G, D = nets()
     scaler = torch.amp.GradScaler("cpu", init_scale=SCALE)
-    with Monitor(G, D, tmp_path / "r", grad_scaler=scaler, config=MonitorConfig(flush_every=3)) as mon:
+    with Monitor(G, D, tmp_path / "r", grad_scaler=scaler, config=MonitorConfig(record_every=1, flush_every=3)) as mon:
         ref = amp_loop(mon, G, D, scaler, 5)
     run = load_run(tmp_path / "r")
     m = run.metrics
@@ -90,7 +95,7 @@ def test_scaled_norms_and_logit_gradient_are_recorded_unscaled(tmp_path):
 def test_inf_gradient_step_is_skipped_not_diverged(tmp_path):
     G, D = nets()
     scaler = torch.amp.GradScaler("cpu", init_scale=SCALE)
-    with Monitor(G, D, tmp_path / "r", grad_scaler=scaler, config=MonitorConfig(flush_every=2)) as mon:
+    with Monitor(G, D, tmp_path / "r", grad_scaler=scaler, config=MonitorConfig(record_every=1, flush_every=2)) as mon:
         ref = amp_loop(mon, G, D, scaler, 6, inf_g={2}, inf_d={(4, 1)}, d_steps=2)
     run = load_run(tmp_path / "r")
     m = run.metrics
@@ -110,7 +115,7 @@ def test_inf_gradient_step_is_skipped_not_diverged(tmp_path):
 def test_unscale_before_the_call_is_not_divided_twice(tmp_path):
     G, D = nets()
     scaler = torch.amp.GradScaler("cpu", init_scale=SCALE)
-    with Monitor(G, D, tmp_path / "r", grad_scaler=scaler) as mon:
+    with Monitor(G, D, tmp_path / "r", grad_scaler=scaler, config=EVERY_STEP) as mon:
         ref = amp_loop(mon, G, D, scaler, 3, unscale_d=True)
     m = load_run(tmp_path / "r").metrics
     for i, r in enumerate(ref):
@@ -143,7 +148,7 @@ class ScalerWithoutInternals:
 def test_a_scaler_without_torch_internals_falls_back_to_get_scale(tmp_path):
     G, D = nets()
     scaler = ScalerWithoutInternals(SCALE)
-    with Monitor(G, D, tmp_path / "r", grad_scaler=scaler) as mon:
+    with Monitor(G, D, tmp_path / "r", grad_scaler=scaler, config=EVERY_STEP) as mon:
         ref = amp_loop(mon, G, D, scaler, 2)
     m = load_run(tmp_path / "r").metrics
     assert m.loc[1, S.GRAD_NORM_G] == pytest.approx(ref[1]["grad_norm_g"], rel=1e-5)
@@ -153,7 +158,7 @@ def test_a_scaler_without_torch_internals_falls_back_to_get_scale(tmp_path):
 def test_a_wrong_grad_scaler_fails_at_the_call(tmp_path):
     G, D = nets()
     with pytest.raises(MonitorUsageError, match="Expected grad_scaler= to be a torch.amp.GradScaler .* but got float"):
-        Monitor(G, D, tmp_path / "r", grad_scaler=2.0 ** 16)
+        Monitor(G, D, tmp_path / "r", grad_scaler=2.0 ** 16, config=EVERY_STEP)
     assert not (tmp_path / "r").exists()
 
 
@@ -163,7 +168,7 @@ def test_autocast_float16_on_cuda(tmp_path):
     G, D = (n.cuda() for n in nets())
     scaler = torch.amp.GradScaler("cuda", init_scale=SCALE)
     opt_g, opt_d = torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters())
-    with Monitor(G, D, tmp_path / "r", grad_scaler=scaler) as mon:
+    with Monitor(G, D, tmp_path / "r", grad_scaler=scaler, config=EVERY_STEP) as mon:
         for _ in range(5):
             x = torch.randn(64, 2, device="cuda")
             with torch.autocast("cuda", dtype=torch.float16):

@@ -32,7 +32,7 @@ def worker(rank: int, port: int, tmp: str) -> None:
         v = LOSSES["nonsaturating"]
         gen = torch.Generator().manual_seed(100 + rank)  # each rank its own data
         # Every rank passes a run_dir; only rank 0's is used. Rank 1's own path shows it wrote nothing.
-        mon = Monitor(G, D, os.path.join(tmp, f"run{rank}"), config=MonitorConfig(flush_every=2))
+        mon = Monitor(G, D, os.path.join(tmp, f"run{rank}"), config=MonitorConfig(record_every=1, flush_every=2))
         raw = []
         for _ in range(STEPS):
             x = torch.randn(16, 2, generator=gen) + 2 + rank

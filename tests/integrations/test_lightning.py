@@ -24,7 +24,7 @@ class TinyGAN(L.LightningModule):
         self.D = nn.Sequential(nn.Linear(2, 16), nn.LeakyReLU(0.2), nn.Linear(16, 1), nn.Flatten(0))
         self.d_steps = d_steps
         self.gandiag = GandiagCallback(self.G, self.D, run_dir=run_dir,
-                                      **{"config": MonitorConfig(flush_every=4), **callback})
+                                      **{"config": MonitorConfig(record_every=1, flush_every=4), **callback})
         self.iterations = 0
         self.sigmoids = []
 
@@ -86,7 +86,7 @@ def test_sampler_reaches_the_monitor(tmp_path):
         assert fake.shape == (5, 2)
         return {S.DIV_RATIO: float(fake.mean())}
 
-    model = TinyGAN(tmp_path / "run", config=MonitorConfig(flush_every=4, diversity_every=2),
+    model = TinyGAN(tmp_path / "run", config=MonitorConfig(record_every=1, flush_every=4, diversity_every=2),
                     evaluator=evaluator, sampler=lambda: fixed)
     trainer(max_steps=18).fit(model)
     div = load_run(tmp_path / "run").series(S.DIV_RATIO)
