@@ -19,7 +19,7 @@ WORLD = 2
 STEPS = 5
 
 
-def worker(rank: int, port: int, tmp: str) -> None:
+def worker(rank: int, port: int, tmp: str, record_every: int) -> None:
     os.environ["GLOO_SOCKET_IFNAME"] = "lo"
     torch.set_num_threads(1)
     store = dist.TCPStore("127.0.0.1", port, WORLD, is_master=False)
@@ -32,7 +32,7 @@ def worker(rank: int, port: int, tmp: str) -> None:
         v = LOSSES["nonsaturating"]
         gen = torch.Generator().manual_seed(100 + rank)  # each rank its own data
         # Every rank passes a run_dir; only rank 0's is used. Rank 1's own path shows it wrote nothing.
-        mon = Monitor(G, D, os.path.join(tmp, f"run{rank}"), config=MonitorConfig(record_every=1, flush_every=2))
+        mon = Monitor(G, D, os.path.join(tmp, f"run{rank}"), config=MonitorConfig(record_every=record_every, flush_every=2))
         raw = []
         for _ in range(STEPS):
             x = torch.randn(16, 2, generator=gen) + 2 + rank
@@ -62,20 +62,22 @@ def worker(rank: int, port: int, tmp: str) -> None:
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not built in")
-def test_ddp_rank0_records_the_mean_over_ranks(tmp_path):
+@pytest.mark.parametrize("record_every", [1, 2])
+def test_ddp_rank0_records_the_mean_over_ranks(tmp_path, record_every):
     # The rendezvous store binds port 0 on loopback here, in the parent, so no other
     # process can take the port between choosing it and using it.
     store = dist.TCPStore("127.0.0.1", 0, None, is_master=True, wait_for_workers=False)
-    mp.start_processes(worker, args=(store.port, str(tmp_path)), nprocs=WORLD, join=True, start_method="spawn")
+    mp.start_processes(worker, args=(store.port, str(tmp_path), record_every), nprocs=WORLD, join=True, start_method="spawn")
     raw = [json.loads((tmp_path / f"raw{r}.json").read_text()) for r in range(WORLD)]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw0.json", "raw1.json", "run0"]  # rank 1 wrote no run
     run = load_run(tmp_path / "run0")
     assert run.status == "completed" and run.meta["world_size"] == WORLD
     assert not (tmp_path / "run0" / ".lock").exists()
     m = run.metrics
-    assert list(m.index) == list(range(STEPS))
+    recorded = list(range(0, STEPS, record_every))  # every record_every-th iteration, on every rank alike
+    assert list(m.index) == recorded
     assert raw[0][0]["loss_d"] != pytest.approx(raw[1][0]["loss_d"])  # the ranks did see different data
-    for i in range(STEPS):
+    for i in recorded:
         assert m.loc[i, S.LOSS_D] == pytest.approx((raw[0][i]["loss_d"] + raw[1][i]["loss_d"]) / 2, rel=1e-5)
         assert m.loc[i, S.LOSS_G] == pytest.approx((raw[0][i]["loss_g"] + raw[1][i]["loss_g"]) / 2, rel=1e-5)
         assert m.loc[i, S.D_FAKE_G] == pytest.approx((raw[0][i]["d_fake_g"] + raw[1][i]["d_fake_g"]) / 2, rel=1e-5)
