@@ -345,11 +345,13 @@ def _pid_alive(pid: int) -> bool:
 
 # -- what one step call keeps until the next flush -------------------------------
 class _DStep:
-    __slots__ = ("row", "norms", "scale", "loss", "real_out", "fake_out", "fp_before", "fp_now")
+    __slots__ = ("row", "norms", "scale", "loss", "real_out", "fake_out", "fp_d", "fp_before", "fp_now")
 
-    def __init__(self, row, norms, scale, loss, real_out, fake_out, fp_before, fp_now):
+    def __init__(self, row, norms, scale, loss, real_out, fake_out, fp, fp_now):
         self.row, self.norms, self.scale, self.loss = row, norms, scale, loss
-        self.real_out, self.fake_out, self.fp_before, self.fp_now = real_out, fake_out, fp_before, fp_now
+        self.real_out, self.fake_out, self.fp_now = real_out, fake_out, fp_now
+        # D's weights at the D step before the G step, and after that G step
+        self.fp_d, self.fp_before = fp if fp is not None else (None, None)
 
 
 class _GStep:
@@ -445,6 +447,11 @@ class _Transfer:
             out.append(host[i:i + t.numel()].reshape(t.shape))
             i += t.numel()
         return out
+
+
+def _differs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per row, whether two fingerprints differ (a NaN equals a NaN)."""
+    return (~((a == b) | (np.isnan(a) & np.isnan(b)))).any(1)
 
 
 def _per_row(values: np.ndarray, rows: np.ndarray, n: int, how: str) -> np.ndarray:
@@ -554,13 +561,19 @@ class Monitor:
         self._step_seconds = math.inf
         self.step = 0                      # generator steps seen so far
         self._recording = True             # whether the iteration under way is recorded
+        self._last_d_row = -(1 << 62)      # the iteration of the latest recorded D step
+        self._unrecorded: dict[str, Any] = {}  # the latest unrecorded iteration's step and losses
+        self._rows_written = 0
         self.diverged_at: int | None = None
         self._closed = False
         self._rows: list[int] = []          # steps of the buffered iterations
         self._d_steps: list[_DStep] = []    # buffered D steps, across iterations
         self._g_steps: list[_GStep] = []
         self._div_rows: dict[int, dict] = {}
-        self._fp_after_g: list[Tensor] | None = None
+        # D's weights at the last D step before a G step and at that G step, to be
+        # compared with them at the next D step; (None, list) when that iteration had no D step.
+        self._fp_after_g: tuple[list[Tensor] | None, list[Tensor]] | None = None
+        self._fp_at_d: list[Tensor] | None = None
         self._scale_src: Tensor | None = None
         self._scale_copy: tuple[int, Tensor] | None = None
         self._evaluator = evaluator
@@ -643,6 +656,12 @@ class Monitor:
             fake_out: D's outputs on the fake batch.
             real: the real batch itself (optional; feeds the diversity metrics).
         """
+        if not self._recording and (self._fp_after_g is not None
+                                    or self.step - self._last_d_row >= self.config.record_every):
+            # Recorded after all: a D-weight fingerprint waits to be compared here, or
+            # no D step was recorded for record_every iterations (a loop whose D steps
+            # all fall on iterations that are not recorded, D every 2nd step say).
+            self._recording = True
         if self._recording:
             # The hook goes on first, also for a call refused below: G's next step then
             # still has its signal recorded, and is not taken for a second G step in a
@@ -666,14 +685,21 @@ class Monitor:
                 "call it after loss_d.backward() and before opt_d.step()"
             )
         if norms is None:  # not recorded
+            if self._fp_due(self.step):
+                self._fp_at_d = self._d.fingerprint()
+            self._unrecorded = {"step": self.step, S.LOSS_D: loss.detach()}
             if real is not None and self._n_reals < self.config.n_real and self._writer is not None:
                 self._keep_real(real)
             return
+        self._last_d_row = self.step
+        self._unrecorded = {}
         scale, unscaled = self._scale() if self._scaler is not None else (None, False)
         fp_before, fp_now = self._fp_after_g, None
         if fp_before is not None:
             fp_now = self._d.fingerprint()
             self._fp_after_g = None
+        if self._fp_due(self.step):
+            self._fp_at_d = fp_now if fp_now is not None else self._d.fingerprint()
         self._d_steps.append(_DStep(len(self._rows), norms, None if unscaled else scale, loss.detach(),
                                     real_out.detach(), fake_out.detach(), fp_before, fp_now))
         if real is not None and self._n_reals < self.config.n_real and self._writer is not None:
@@ -701,8 +727,12 @@ class Monitor:
             )
         if norms is None:  # not recorded
             self._tap.clear()  # a hook on for good kept this step's outputs: not the next recorded step's
+            if self._unrecorded.get("step") != self.step:
+                self._unrecorded = {"step": self.step}
+            self._unrecorded[S.LOSS_G] = loss.detach()
             self._next_iteration(fake)
             return
+        self._unrecorded = {}
         scale, unscaled = self._scale() if self._scaler is not None else (None, False)
         # The gradient that reached each hooked output of D, with the output for
         # "probs" (to take it back through the sigmoid); None where no backward came.
@@ -731,19 +761,17 @@ class Monitor:
         """What closes every iteration, recorded or not: the D-weight fingerprint,
         samples and diversity on their cadence, the step count, the flush."""
         j, cfg = self.step, self.config
-        k = cfg.record_every
-        # D's weights now, so that the next D step tells whether anything but opt_d
-        # moved them: when that D step is recorded, about every fingerprint_every
-        # steps (exactly every fingerprint_every-th when every step is recorded).
-        if (j + 1) % k == 0 and j % cfg.fingerprint_every < k:
-            self._fp_after_g = self._d.fingerprint()
-        else:
-            self._fp_after_g = None
+        # D's weights now, so that the next D step (recorded for it) tells whether
+        # anything but opt_d moved them. Kept through G steps with no D step between:
+        # whatever moves D before the next D step is not opt_d.
+        if self._fp_after_g is None and self._fp_due(j):
+            self._fp_after_g = (self._fp_at_d, self._d.fingerprint())
+        self._fp_at_d = None
         if fake is not None and self._writer is not None:
             self._keep_fake(fake)
             self._cadence(j)
         self.step = j + 1
-        self._recording = self.step % k == 0
+        self._recording = self.step % cfg.record_every == 0
         if self.world_size == 1:
             now = time.perf_counter()
             # The first interval is NaN (no call before it), and min(x, NaN) keeps x.
@@ -753,6 +781,13 @@ class Monitor:
                 self._step_seconds < math.inf and self._rows
                 and (self.step - self._rows[0]) * self._step_seconds > cfg.flush_seconds):
             self.flush()
+
+    def _fp_due(self, j: int) -> bool:
+        """Whether iteration j's G step fingerprints D: about every fingerprint_every
+        steps, where the next iteration is recorded anyway (exactly every
+        fingerprint_every-th when every step is recorded)."""
+        k = self.config.record_every
+        return (j + 1) % k == 0 and j % self.config.fingerprint_every < k
 
     def _warn_uncaptured(self) -> None:
         self._warned_uncaptured = True
@@ -869,6 +904,9 @@ class Monitor:
         if h["pairs"]:
             h["fp_before"] = t.add(_stack_rows([recs[i].fp_before for i in h["pairs"]], dev))
             h["fp_now"] = t.add(_stack_rows([recs[i].fp_now for i in h["pairs"]], dev))
+            h["with_d"] = [j for j, i in enumerate(h["pairs"]) if recs[i].fp_d is not None]
+            if h["with_d"]:
+                h["fp_d"] = t.add(_stack_rows([recs[h["pairs"][j]].fp_d for j in h["with_d"]], dev))
         return h
 
     def _send_g(self, t: _Transfer) -> dict:
@@ -927,8 +965,14 @@ class Monitor:
         moved = np.full(k, _NAN)
         if h["pairs"]:
             before, now = host[h["fp_before"]], host[h["fp_now"]]
-            same = (before == now) | (np.isnan(before) & np.isnan(now))
-            moved[h["pairs"]] = (~same).any(1)
+            # Only where D had moved between its D step and the G step (opt_d stepped
+            # first, as in an alternating loop): a loop that calls both steps before
+            # both updates moves D by opt_d between the G step and the next D step.
+            stepped = np.ones(len(h["pairs"]), dtype=bool)
+            if h["with_d"]:
+                at_d = host[h["fp_d"]]
+                stepped[h["with_d"]] = _differs(at_d, before[h["with_d"]])
+            moved[h["pairs"]] = _differs(before, now) & stepped
         applied = np.ones(k, dtype=bool) if skipped is None else ~skipped
         grads = np.column_stack([total, per_layer]) if self.config.layer_norms else total[:, None]
         cols = {
@@ -973,6 +1017,8 @@ class Monitor:
                 summed[h["out_scaled"]] /= host[h["out_scale"]]
             logit_grad[h["hooked"]] = summed
         has = (total > 0) & np.array([r.has_grad for r in recs])
+        if skipped is not None:  # a skipped step's gradient was never applied (as for D)
+            total, per_layer = np.where(skipped, _NAN, total), np.where(skipped[:, None], _NAN, per_layer)
         cols = [loss, total, logit_grad, host[h["fake"]] / np.asarray(h["sizes"], dtype=np.float64),
                 has.astype(float), np.full(k, _NAN) if skipped is None else skipped.astype(float), bad.astype(float)]
         if self.config.layer_norms:
@@ -1051,12 +1097,22 @@ class Monitor:
             return
         rows = []
         if self._rows:
+            # D steps of an iteration whose G step has not come yet wait for it (a
+            # G-first loop flushed by hand between its D and G steps).
+            n = len(self._rows)
+            waiting = [r for r in self._d_steps if r.row == n]
+            if waiting:
+                self._d_steps[:] = [r for r in self._d_steps if r.row != n]
             m = self._matrix()
             if self.world_size > 1:
                 m = self._reduce_ranks(m)
             steps = list(self._rows)
             self._rows.clear()
+            self._rows_written += len(steps)
             rows = self._row_dicts(m, steps)
+            for r in waiting:
+                r.row = 0
+            self._d_steps.extend(waiting)
         for step in sorted(self._div_rows):
             rows.append({S.STEP: step, **self._div_rows.pop(step)})
         if self._writer is not None:
@@ -1147,6 +1203,7 @@ class Monitor:
                 # D steps with no G step after them: still a row, with G's columns empty.
                 self._rows.append(self.step)
                 self.step += 1
+            self._check_unrecorded()
             last = self.step - 1
             if self._writer is not None and self._last_fake is not None and last >= 0:
                 self._snapshot(last)
@@ -1165,12 +1222,24 @@ class Monitor:
                     status = "diverged"
                 elif status is None:
                     status = "completed"
-                extra = {"steps_recorded": self.step}  # iterations seen: every record_every-th has a row
+                extra = {"steps_seen": self.step, "steps_recorded": self._rows_written}
                 if self.diverged_at is not None:
                     extra["diverged_at"] = self.diverged_at
                 self._writer.close(status, **extra)
             if self._finalizer is not None:
                 self._finalizer()
+
+    def _check_unrecorded(self) -> None:
+        """A NaN/Inf loss in the iterations after the last recorded one (a loop that
+        stopped on it) still marks the run diverged, with a row of those losses."""
+        u = self._unrecorded
+        if not u:
+            return
+        losses = {name: float(t) for name, t in u.items() if name != "step"}  # host reads, once, at close
+        if not all(map(math.isfinite, losses.values())):
+            self._div_rows.setdefault(u["step"], {}).update(losses, **{S.NONFINITE: 1.0})
+            if self.diverged_at is None:
+                self.diverged_at = u["step"]
 
     def __enter__(self) -> "Monitor":
         return self

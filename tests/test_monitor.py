@@ -900,7 +900,7 @@ def test_by_default_every_second_iteration_is_recorded_with_its_hand_values(tmp_
     # nonsaturating on logits: dL_G/dlogit = -(1 - sigmoid(logit))/B
     lg = run.series(S.LOGIT_GRAD_G)
     assert list(lg.index) == steps and lg.tolist() == pytest.approx([1 - ref[i]["sigmoid"] for i in steps], rel=1e-5)
-    assert run.meta["steps_recorded"] == 9
+    assert run.meta["steps_seen"] == 9 and run.meta["steps_recorded"] == 5
 
 
 def test_iterations_that_are_not_recorded_are_still_checked_at_the_call(tmp_path):
@@ -971,7 +971,114 @@ def test_three_g_steps_per_d_step_keep_the_logit_gradient_on_recorded_steps(tmp_
     with Monitor(G, D, tmp_path / "r") as mon:
         sig = several_g_steps_per_d_step(mon, G, D, 3, 3)
     lg = load_run(tmp_path / "r").series(S.LOGIT_GRAD_G)
-    # Recorded: 0, 2, 4, 6, 8. Step 2 is the first recorded G step with no D step
-    # before it (the D steps are in 0, 3, 6): the hook stays on from there.
-    assert list(lg.index) == [0, 4, 6, 8]
-    assert lg.tolist() == pytest.approx([sig[i] for i in (0, 4, 6, 8)], rel=1e-5)
+    # Recorded: 0, 2, 4, 6, 8, and 3 for its D step (none recorded since 0). Step 2 is
+    # the first recorded G step with no D step before it (the D steps are in 0, 3,
+    # 6): its signal is lost, and the hook stays on from there.
+    assert list(lg.index) == [0, 3, 4, 6, 8]
+    assert lg.tolist() == pytest.approx([sig[i] for i in (0, 3, 4, 6, 8)], rel=1e-5)
+
+
+def test_d_steps_that_fall_on_unrecorded_iterations_are_recorded_all_the_same(tmp_path):
+    # D is stepped in every 2nd iteration only, always an odd one: with every 2nd
+    # iteration recorded, none of them would hold a D step.
+    def alternate(mon, G, D, steps, shared):
+        opt_g = torch.optim.Adam(list(G.parameters()) + (list(D.parameters()) if shared else []), 1e-3)
+        opt_d = torch.optim.Adam(D.parameters(), 1e-3)
+        v = LOSSES["nonsaturating"]
+        losses = {}
+        for i in range(steps):
+            if i % 2:
+                r, f = D(torch.randn(8, 2) + 2), D(G(torch.randn(8, 4)).detach())
+                loss_d = v.d_loss(r, f)
+                opt_d.zero_grad()
+                loss_d.backward()
+                mon.discriminator_step(loss=loss_d, real_out=r, fake_out=f)
+                opt_d.step()
+                losses[i] = loss_d.item()
+            out = D(G(torch.randn(8, 4)))
+            loss_g = v.g_loss(out, out.detach())
+            opt_g.zero_grad()
+            loss_g.backward()
+            mon.generator_step(loss=loss_g, fake_out=out)
+            opt_g.step()
+        return losses
+
+    for shared in (True, False):
+        G, D = nets()
+        with Monitor(G, D, tmp_path / f"r{shared}") as mon:
+            losses = alternate(mon, G, D, 40, shared)
+        run = load_run(tmp_path / f"r{shared}")
+        loss_d = run.series(S.LOSS_D)
+        assert len(loss_d) >= 10 and set(loss_d.index) <= set(losses)
+        assert loss_d.tolist() == pytest.approx([losses[i] for i in loss_d.index], rel=1e-6)
+        moved = run.series(S.D_MOVED_IN_G_STEP)
+        assert len(moved) >= 3 and (moved == (1 if shared else 0)).all()
+
+
+def test_a_loop_that_stops_on_a_nan_between_recorded_steps_is_diverged(tmp_path):
+    G, D = nets()
+    mon = Monitor(G, D, tmp_path / "r")
+    loop(mon, G, D, 5)  # steps 0-4; 4 is recorded
+    with torch.no_grad():
+        G[2].weight.fill_(float("nan"))
+    loop(mon, G, D, 1)  # step 5, not recorded: its G loss is NaN, and the loop stops
+    mon.close()
+    run = load_run(tmp_path / "r")
+    assert run.status == "diverged" and run.meta["diverged_at"] == 5
+    assert run.metrics.loc[5, S.NONFINITE] == 1 and math.isnan(run.metrics.loc[5, S.LOSS_G])
+    G, D = nets()
+    with Monitor(G, D, tmp_path / "ok") as mon:
+        loop(mon, G, D, 6)
+    assert load_run(tmp_path / "ok").status == "completed"
+
+
+def test_a_flush_between_a_d_step_and_its_g_step_keeps_the_d_step_for_its_row(tmp_path):
+    G, D = nets()
+    with Monitor(G, D, tmp_path / "r", config=EVERY_STEP) as mon:
+        ref = loop(mon, G, D, 2)
+        out = D(torch.randn(8, 2))
+        out.mean().backward()
+        mon.discriminator_step(loss=out.mean(), real_out=out, fake_out=out)
+        mon.flush()  # by hand, with the D step of iteration 2 waiting for its G step
+        gen = D(G(torch.randn(8, 4)))
+        gen.mean().backward()
+        mon.generator_step(loss=gen.mean(), fake_out=gen)
+    m = load_run(tmp_path / "r").metrics
+    assert list(m.index) == [0, 1, 2] and m.loc[2, S.LOSS_D] == pytest.approx(out.mean().item(), rel=1e-6)
+    assert m.loc[1, S.LOSS_D] == pytest.approx(ref[1]["loss_d"], rel=1e-6) and m.loc[2, S.D_STEPS] == 1
+
+
+@pytest.mark.parametrize("config", [EVERY_STEP, MonitorConfig()], ids=["every", "default"])
+def test_simultaneous_updates_do_not_look_like_d_moved_in_the_g_step(tmp_path, config):
+    # Both Monitor calls come before both optimizer steps, as the docs allow: opt_d
+    # then moves D between the G step and the next D step, which is no mistake.
+    def simultaneous(mon, G, D, steps, shared):
+        opt_g = torch.optim.Adam(list(G.parameters()) + (list(D.parameters()) if shared else []), 1e-3)
+        opt_d = torch.optim.Adam(D.parameters(), 1e-3)
+        v = LOSSES["nonsaturating"]
+        for _ in range(steps):
+            fake = G(torch.randn(8, 4))
+            r, f = D(torch.randn(8, 2) + 2), D(fake.detach())
+            loss_d = v.d_loss(r, f)
+            opt_d.zero_grad()
+            loss_d.backward()
+            mon.discriminator_step(loss=loss_d, real_out=r, fake_out=f)
+            out = D(fake)
+            loss_g = v.g_loss(out, out.detach())
+            opt_g.zero_grad()
+            loss_g.backward()
+            mon.generator_step(loss=loss_g, fake_out=out)
+            opt_d.step()
+            opt_g.step()
+
+    G, D = nets()
+    with Monitor(G, D, tmp_path / "r", config=config) as mon:
+        simultaneous(mon, G, D, 35, shared=False)
+    moved = load_run(tmp_path / "r").series(S.D_MOVED_IN_G_STEP)
+    assert len(moved) == 4 and (moved == 0).all()
+    # An alternating loop with the mistake is still caught (see the shared-optimizer tests).
+    G, D = nets()
+    with Monitor(G, D, tmp_path / "bad", config=config) as mon:
+        shared_optimizer_loop(mon, G, D, 35)
+    bad = load_run(tmp_path / "bad").series(S.D_MOVED_IN_G_STEP)
+    assert len(bad) == 4 and (bad == 1).all()

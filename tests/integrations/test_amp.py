@@ -107,6 +107,9 @@ def test_inf_gradient_step_is_skipped_not_diverged(tmp_path):
     for i, r in enumerate(ref):
         if i != 2:
             assert m.loc[i, S.GRAD_NORM_G] == pytest.approx(r["grad_norm_g"], rel=1e-5)
+    # A skipped step's gradient never reached the weights: not measured (NaN), for G as for D.
+    assert m[S.GRAD_NORM_G].isna().tolist() == [False, False, True, False, False, False]
+    assert (m.filter(like=S.GRAD_NORM_G_LAYER).loc[2].isna()).all()
     # A skipped D step's gradient never reached the weights: the row averages the applied one.
     assert m.loc[4, S.GRAD_NORM_D] == pytest.approx(ref[4]["grad_norm_d"][0], rel=1e-5)
     assert m.loc[3, S.GRAD_NORM_D] == pytest.approx(sum(ref[3]["grad_norm_d"]) / 2, rel=1e-5)

@@ -40,7 +40,7 @@ def test_recorded_runs_end_where_the_closed_form_does(recorded):
     for verdict, cfg in reference_runs().items():
         meta = load_run(recorded[verdict]).meta
         assert meta["dirac"]["radius"] == pytest.approx(radius_after(cfg)[-1], rel=1e-6, abs=1e-9)
-        assert meta["steps_recorded"] == cfg.steps
+        assert meta["steps_seen"] == cfg.steps
 
 
 def test_recorded_gradient_norms_are_the_closed_form_ones(recorded):
