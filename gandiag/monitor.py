@@ -90,11 +90,14 @@ class MonitorConfig:
 
     # Every record_every-th iteration (a G step and the D steps before it) is
     # recorded whole; the others are checked at the call and otherwise only
-    # counted. Every 2nd about halves what the Monitor costs per step (on the CPU
-    # ~5% of a 5 ms loop when every step is recorded: reading each gradient,
-    # keeping D's outputs, the hook), and the full zoo's confusion counts came out
-    # the same as with every step. A NaN shows at most record_every - 1 steps
-    # late (it stays: the weights have it).
+    # counted, except that an iteration is recorded after all when its D step
+    # would otherwise be the first in record_every iterations to go unrecorded
+    # (a loop that steps D every 2nd iteration). Every 2nd about halves what the
+    # Monitor costs per step (on the CPU ~5% of a 5 ms loop when every step is
+    # recorded: reading each gradient, keeping D's outputs, the hook), and the
+    # full zoo's confusion counts came out the same as with every step. A NaN
+    # shows at most record_every - 1 steps late (it stays: the weights have it),
+    # or at close() when the loop stopped on it.
     record_every: int = 2
     flush_every: int = 50        # host transfers and writes; a killed run loses at most this many steps
     # ... or sooner, once the buffered steps took this many seconds of their own
@@ -945,13 +948,15 @@ class Monitor:
             scale[h["scaled"]] = host[h["scale"]]
             total, per_layer = total / scale, per_layer / scale[:, None]
         loss = host[h["loss"]]
-        bad = ~np.isfinite(loss) | ~np.isfinite(total)
         skipped = None
         if self._scaler is not None:
             # The scaler skips a step whose gradients hold an inf/NaN: that is
-            # recorded as skipped, not as divergence.
+            # recorded as skipped, not as divergence. A NaN/Inf loss is not the
+            # scaler's: the forward blew up (NaN weights are skipped for good).
             skipped = ~np.isfinite(total)
-            bad &= ~skipped
+            bad = ~np.isfinite(loss)
+        else:
+            bad = ~np.isfinite(loss) | ~np.isfinite(total)
         return total, per_layer, loss, skipped, bad
 
     def _d_rows(self, h: dict, host: list, n: int) -> np.ndarray:

@@ -192,3 +192,18 @@ def test_autocast_float16_on_cuda(tmp_path):
     m = load_run(tmp_path / "r").metrics
     assert len(m) == 5 and (m[S.NONFINITE] == 0).all()
     assert (m[S.LOGIT_GRAD_G] < 1).all()  # unscaled: a per-sample mean of sigmoids
+
+
+def test_nan_weights_under_a_scaler_are_a_divergence_not_skipped_steps(tmp_path):
+    G, D = nets()
+    scaler = torch.amp.GradScaler("cpu", init_scale=SCALE)
+    mon = Monitor(G, D, tmp_path / "r", grad_scaler=scaler, config=EVERY_STEP)
+    amp_loop(mon, G, D, scaler, 3)
+    with torch.no_grad():
+        G[0].weight.fill_(float("nan"))  # every later step's gradients (and losses) are NaN
+    amp_loop(mon, G, D, scaler, 3)
+    mon.close()
+    run = load_run(tmp_path / "r")
+    m = run.metrics
+    assert run.status == "diverged" and run.meta["diverged_at"] == 3
+    assert m[S.NONFINITE].tolist() == [0, 0, 0, 1, 1, 1] and (m.loc[3:, S.SKIPPED_G] == 1).all()
