@@ -9,12 +9,11 @@ from torch import nn
 from gandiag import schema as S
 from gandiag.losses import LOSSES
 from gandiag.monitor import Monitor, MonitorConfig, MonitorUsageError
-
-# These tests compare every step with hand values: every step is recorded
-# (the default records every 2nd; see the record_every tests).
-EVERY_STEP = MonitorConfig(record_every=1)
-
 from gandiag.rundir import load_run
+
+# These tests compare every step with hand values: every step is recorded (the
+# default records every 2nd; tests/test_monitor.py has the record_every tests).
+EVERY_STEP = MonitorConfig(record_every=1)
 
 SCALE = 2.0 ** 10
 MINIMAX = LOSSES["minimax"]
