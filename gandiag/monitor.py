@@ -457,6 +457,11 @@ def _differs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (~((a == b) | (np.isnan(a) & np.isnan(b)))).any(1)
 
 
+def _grew(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per row, whether some tensor's norm grew from ``a`` to ``b`` (or turned NaN)."""
+    return ((b > a) | (np.isnan(b) & ~np.isnan(a))).any(1)
+
+
 def _per_row(values: np.ndarray, rows: np.ndarray, n: int, how: str) -> np.ndarray:
     """Aggregate per-step values into ``n`` rows: ``sum``, ``min`` or ``max``."""
     ufunc, start = {"sum": (np.add, 0.0), "min": (np.minimum, math.inf), "max": (np.maximum, -math.inf)}[how]
@@ -970,14 +975,17 @@ class Monitor:
         moved = np.full(k, _NAN)
         if h["pairs"]:
             before, now = host[h["fp_before"]], host[h["fp_now"]]
-            # Only where D had moved between its D step and the G step (opt_d stepped
-            # first, as in an alternating loop): a loop that calls both steps before
-            # both updates moves D by opt_d between the G step and the next D step.
+            # A norm that grew: an optimizer step moves some norms up, while what loops
+            # do to D between the steps on purpose (WGAN's weight clipping before the
+            # critic's forward) only shrinks them. And only where D had moved between
+            # its D step and the G step (opt_d stepped first, as in an alternating
+            # loop): a loop that calls both steps before both updates moves D by opt_d
+            # between the G step and the next D step.
             stepped = np.ones(len(h["pairs"]), dtype=bool)
             if h["with_d"]:
                 at_d = host[h["fp_d"]]
                 stepped[h["with_d"]] = _differs(at_d, before[h["with_d"]])
-            moved[h["pairs"]] = _differs(before, now) & stepped
+            moved[h["pairs"]] = _grew(before, now) & stepped
         applied = np.ones(k, dtype=bool) if skipped is None else ~skipped
         grads = np.column_stack([total, per_layer]) if self.config.layer_norms else total[:, None]
         cols = {
@@ -1166,7 +1174,7 @@ class Monitor:
         self._n_evaluations += 1
         if not torch.isfinite(fakes).all():
             return
-        self._div_rows[step] = {k: float(v) for k, v in evaluator(fakes).items()}
+        self._div_rows.setdefault(step, {}).update((k, float(v)) for k, v in evaluator(fakes).items())
 
     def _sampled(self, evaluator) -> Tensor:
         out = self._sampler()
@@ -1245,6 +1253,8 @@ class Monitor:
             self._div_rows.setdefault(u["step"], {}).update(losses, **{S.NONFINITE: 1.0})
             if self.diverged_at is None:
                 self.diverged_at = u["step"]
+            if u["step"] == self.step:  # D steps with no G step after them: a row, as when recorded
+                self.step += 1
 
     def __enter__(self) -> "Monitor":
         return self

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from gandiag import schema as S
+from gandiag.detectors import analyze
 from gandiag.losses import LOSSES
 from gandiag.monitor import Monitor, MonitorConfig, MonitorUsageError
 from gandiag.rundir import RunDirError, load_run
@@ -1082,3 +1083,62 @@ def test_simultaneous_updates_do_not_look_like_d_moved_in_the_g_step(tmp_path, c
         shared_optimizer_loop(mon, G, D, 35)
     bad = load_run(tmp_path / "bad").series(S.D_MOVED_IN_G_STEP)
     assert len(bad) == 4 and (bad == 1).all()
+
+
+def test_weight_clipping_before_the_critic_step_is_not_a_shared_optimizer(tmp_path):
+    # The original WGAN loop clamps the critic's weights at the start of each critic
+    # step: D changes between the G step and the next D step, but only shrinks.
+    torch.manual_seed(0)
+    G = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    D = nn.Sequential(nn.Linear(2, 8), nn.LeakyReLU(0.2), nn.Linear(8, 1), nn.Flatten(0))
+    opt_g, opt_d = torch.optim.RMSprop(G.parameters(), 5e-5), torch.optim.RMSprop(D.parameters(), 5e-5)
+    with Monitor(G, D, tmp_path / "r", d_output="critic") as mon:
+        for _ in range(40):
+            for _ in range(5):
+                with torch.no_grad():
+                    for p in D.parameters():
+                        p.clamp_(-0.01, 0.01)
+                r, f = D(torch.randn(16, 2) + 2), D(G(torch.randn(16, 4)).detach())
+                loss_d = f.mean() - r.mean()
+                opt_d.zero_grad()
+                loss_d.backward()
+                mon.discriminator_step(loss=loss_d, real_out=r, fake_out=f)
+                opt_d.step()
+            out = D(G(torch.randn(16, 4)))
+            loss_g = -out.mean()
+            opt_g.zero_grad()
+            loss_g.backward()
+            mon.generator_step(loss=loss_g, fake_out=out)
+            opt_g.step()
+    run = load_run(tmp_path / "r")
+    moved = run.series(S.D_MOVED_IN_G_STEP)
+    assert len(moved) == 4 and (moved == 0).all()
+    assert "discriminator_changed_in_generator_step" not in {f.kind for f in analyze(run)}
+
+
+def test_the_divergence_row_of_close_keeps_its_losses_next_to_a_last_evaluation(tmp_path):
+    G, D = nets()
+    cfg = MonitorConfig(diversity_every=1000)  # a run too short for a second evaluation: close() makes one
+    mon = Monitor(G, D, tmp_path / "r", config=cfg, evaluator=lambda fake: {S.DIV_RATIO: float(len(fake))})
+    loop(mon, G, D, 5)
+    with torch.no_grad():
+        D[2].weight.fill_(float("nan"))  # NaN losses, finite fakes: close() still evaluates them
+    loop(mon, G, D, 1)  # step 5, not recorded, and the last
+    mon.close()
+    run = load_run(tmp_path / "r")
+    assert run.meta["diverged_at"] == 5 and run.meta["steps_seen"] == 6
+    assert run.metrics.loc[5, S.NONFINITE] == 1 and math.isnan(run.metrics.loc[5, S.LOSS_G])
+    assert run.metrics.loc[5, S.DIV_RATIO] == 6 * 32  # close()'s evaluation (of all 6 fake batches) in the same row
+
+
+def test_a_loop_that_stops_on_a_nan_d_step_counts_that_iteration(tmp_path):
+    G, D = nets()
+    mon = Monitor(G, D, tmp_path / "r")
+    loop(mon, G, D, 5)  # steps 0-4; iteration 5 is not recorded
+    out = D(torch.randn(8, 2)) * float("nan")
+    out.mean().backward()
+    mon.discriminator_step(loss=out.mean(), real_out=out, fake_out=out)  # and the loop stops
+    mon.close()
+    run = load_run(tmp_path / "r")
+    assert run.status == "diverged" and run.meta["diverged_at"] == 5 and run.meta["steps_seen"] == 6
+    assert run.metrics.loc[5, S.NONFINITE] == 1 and math.isnan(run.metrics.loc[5, S.LOSS_D])
