@@ -692,12 +692,12 @@ class Monitor:
                 "Expected gradients on the discriminator at discriminator_step but neither network has any; "
                 "call it after loss_d.backward() and before opt_d.step()"
             )
+        if real is not None and self._n_reals < self.config.n_real and self._writer is not None:
+            self._keep_real(real)
         if norms is None:  # not recorded
             if self._fp_due(self.step):
                 self._fp_at_d = self._d.fingerprint()
             self._unrecorded = {"step": self.step, S.LOSS_D: loss.detach()}
-            if real is not None and self._n_reals < self.config.n_real and self._writer is not None:
-                self._keep_real(real)
             return
         self._last_d_row = self.step
         self._unrecorded = {}
@@ -710,8 +710,6 @@ class Monitor:
             self._fp_at_d = fp_now if fp_now is not None else self._d.fingerprint()
         self._d_steps.append(_DStep(len(self._rows), norms, None if unscaled else scale, loss.detach(),
                                     real_out.detach(), fake_out.detach(), fp_before, fp_now))
-        if real is not None and self._n_reals < self.config.n_real and self._writer is not None:
-            self._keep_real(real)
 
     def generator_step(self, *, loss: Tensor, fake_out: Tensor, fake: Tensor | None = None) -> None:
         """Record one G update and close the iteration. Call after
